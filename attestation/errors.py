@@ -1,0 +1,91 @@
+"""Error codes of evidence parsing and appraisal.
+
+Every code is stable: tests, CLI JSON and problem+json bodies rely on it. Parse errors
+(`EvidenceFormatError`) mean the input could not be read; appraisal errors (`AppraisalError`)
+mean it was read and refused.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from teeplane.errors import InputError, RefusedError
+
+
+class Code(StrEnum):
+    """Stable error codes, grouped by what failed."""
+
+    # unreadable input
+    INPUT_UNREADABLE = "input.unreadable"
+    QUOTE_TRUNCATED = "quote.truncated"
+    QUOTE_UNSUPPORTED_VERSION = "quote.unsupported_version"
+    QUOTE_UNSUPPORTED_TEE_TYPE = "quote.unsupported_tee_type"
+    QUOTE_UNSUPPORTED_BODY_TYPE = "quote.unsupported_body_type"
+    QUOTE_UNSUPPORTED_KEY_TYPE = "quote.unsupported_key_type"
+    QUOTE_CERTIFICATION_DATA = "quote.certification_data_invalid"
+    QUOTE_PCK_CHAIN_MALFORMED = "quote.pck_chain_malformed"
+    COLLATERAL_MALFORMED = "collateral.malformed"
+    COLLATERAL_MISSING = "collateral.missing"
+    SNP_REPORT_MALFORMED = "snp.report_malformed"
+    SNP_CERTIFICATE_MALFORMED = "snp.certificate_malformed"
+    EVENTLOG_MALFORMED = "eventlog.malformed"
+
+    # certificates and CRLs
+    PCK_CHAIN_INVALID = "pck.chain_invalid"
+    PCK_UNTRUSTED_ROOT = "pck.untrusted_root"
+    PCK_CERT_EXPIRED = "pck.certificate_expired"
+    PCK_REVOKED = "pck.revoked"
+    PCK_EXTENSION_MALFORMED = "pck.extension_malformed"
+    CRL_SIGNATURE_INVALID = "crl.signature_invalid"
+    CRL_ISSUER_MISMATCH = "crl.issuer_mismatch"
+    CRL_EXPIRED = "crl.expired"
+
+    # signed collateral
+    COLLATERAL_SIGNATURE_INVALID = "collateral.signature_invalid"
+    COLLATERAL_CHAIN_INVALID = "collateral.chain_invalid"
+    COLLATERAL_EXPIRED = "collateral.expired"
+    COLLATERAL_WRONG_ID = "collateral.wrong_id"
+    COLLATERAL_WRONG_VERSION = "collateral.wrong_version"
+    COLLATERAL_FMSPC_MISMATCH = "collateral.fmspc_mismatch"
+    COLLATERAL_PCEID_MISMATCH = "collateral.pceid_mismatch"
+
+    # the quote itself
+    QUOTE_SIGNATURE_INVALID = "quote.signature_invalid"
+    QUOTE_ATTESTATION_KEY_INVALID = "quote.attestation_key_invalid"
+    QE_REPORT_SIGNATURE_INVALID = "qe.report_signature_invalid"
+    QE_REPORT_DATA_MISMATCH = "qe.report_data_mismatch"
+    QE_IDENTITY_MISMATCH = "qe.identity_mismatch"
+    QE_TCB_NOT_SUPPORTED = "qe.tcb_not_supported"
+    TDX_MODULE_MISMATCH = "tdx_module.identity_mismatch"
+    TDX_MODULE_TCB_NOT_SUPPORTED = "tdx_module.tcb_not_supported"
+    TCB_NOT_SUPPORTED = "tcb.not_supported"
+    TCB_REVOKED = "tcb.revoked"
+
+    # SEV-SNP
+    SNP_SIGNATURE_INVALID = "snp.signature_invalid"
+    SNP_CHAIN_INVALID = "snp.chain_invalid"
+    SNP_CERT_EXPIRED = "snp.certificate_expired"
+    SNP_CHIP_ID_MISMATCH = "snp.chip_id_mismatch"
+    SNP_TCB_MISMATCH = "snp.tcb_mismatch"
+
+    # event log
+    EVENTLOG_RTMR_MISMATCH = "eventlog.rtmr_mismatch"
+
+    # appraisal policy
+    POLICY_TCB_STATUS = "policy.tcb_status_rejected"
+    POLICY_DEBUG = "policy.debug_rejected"
+    POLICY_SIMULATED = "policy.simulated_rejected"
+
+
+class EvidenceFormatError(InputError):
+    """Evidence, collateral or certificates that cannot be parsed."""
+
+    def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
+        super().__init__(code.value, message, where=where)
+
+
+class AppraisalError(RefusedError):
+    """A verification or policy check that failed."""
+
+    def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
+        super().__init__(code.value, message, where=where)

@@ -1,0 +1,1 @@
+"""Intel TDX: quote parsing, DCAP collateral, appraisal and the simulated TDX module."""

@@ -1,0 +1,1 @@
+"""Baseline Generation System: measurement calculators, signed baselines, transparency log."""

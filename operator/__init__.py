@@ -1,0 +1,1 @@
+"""The ConfidentialWorkload operator (Kopf): CRDs, reconciliation, admission webhooks."""

@@ -1,0 +1,1 @@
+"""Trusted Key Service: key server, attestation-gated key broker, etcd clustering."""
