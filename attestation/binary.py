@@ -20,9 +20,7 @@ class Reader:
 
     __slots__ = ("code", "data", "end", "pos", "what")
 
-    def __init__(
-        self, data: bytes, what: str, code: Code, start: int = 0, end: int | None = None
-    ) -> None:
+    def __init__(self, data: bytes, what: str, code: Code, start: int = 0, end: int | None = None) -> None:
         self.data = data
         self.what = what
         self.code = code
@@ -34,8 +32,7 @@ class Reader:
         if n < 0 or pos + n > self.end:
             raise EvidenceFormatError(
                 self.code,
-                f"{self.what}: {field} needs {n} bytes at offset {pos}, "
-                f"only {max(self.end - pos, 0)} remain",
+                f"{self.what}: {field} needs {n} bytes at offset {pos}, only {max(self.end - pos, 0)} remain",
                 where=f"{self.what}+{pos:#x}",
             )
         self.pos = pos + n

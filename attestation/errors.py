@@ -31,10 +31,10 @@ class Code(StrEnum):
     EVENTLOG_MALFORMED = "eventlog.malformed"
 
     # certificates and CRLs
-    PCK_CHAIN_INVALID = "pck.chain_invalid"
-    PCK_UNTRUSTED_ROOT = "pck.untrusted_root"
-    PCK_CERT_EXPIRED = "pck.certificate_expired"
-    PCK_REVOKED = "pck.revoked"
+    CERT_CHAIN_INVALID = "cert.chain_invalid"
+    CERT_UNTRUSTED_ROOT = "cert.untrusted_root"
+    CERT_EXPIRED = "cert.expired"
+    CERT_REVOKED = "cert.revoked"
     PCK_EXTENSION_MALFORMED = "pck.extension_malformed"
     CRL_SIGNATURE_INVALID = "crl.signature_invalid"
     CRL_ISSUER_MISMATCH = "crl.issuer_mismatch"
@@ -42,7 +42,6 @@ class Code(StrEnum):
 
     # signed collateral
     COLLATERAL_SIGNATURE_INVALID = "collateral.signature_invalid"
-    COLLATERAL_CHAIN_INVALID = "collateral.chain_invalid"
     COLLATERAL_EXPIRED = "collateral.expired"
     COLLATERAL_WRONG_ID = "collateral.wrong_id"
     COLLATERAL_WRONG_VERSION = "collateral.wrong_version"
@@ -62,6 +61,7 @@ class Code(StrEnum):
     TCB_REVOKED = "tcb.revoked"
 
     # SEV-SNP
+    SNP_UNSUPPORTED_VERSION = "snp.unsupported_version"
     SNP_SIGNATURE_INVALID = "snp.signature_invalid"
     SNP_CHAIN_INVALID = "snp.chain_invalid"
     SNP_CERT_EXPIRED = "snp.certificate_expired"

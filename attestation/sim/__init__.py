@@ -1,0 +1,1 @@
+"""The simulated TDX module: a software TD whose quotes verify only under the simulation root."""
