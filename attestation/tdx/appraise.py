@@ -27,6 +27,7 @@ from datetime import datetime
 from teeplane.attestation.appraisal import Appraisal, Policy
 from teeplane.attestation.certs import describe, ecdsa_p256_valid, p256_key
 from teeplane.attestation.errors import AppraisalError, Code
+from teeplane.attestation.eventlog import EventLog, compare_rtmrs, replay_rtmrs
 from teeplane.attestation.tdx import tcb
 from teeplane.attestation.tdx.collateral import Collateral, QeIdentity, TcbInfo
 from teeplane.attestation.tdx.prepared import (
@@ -59,8 +60,12 @@ def appraise_quote(
     anchor: TrustAnchor,
     at: datetime,
     policy: Policy = Policy(),
+    event_log: EventLog | None = None,
 ) -> Appraisal:
-    """Appraise a parsed TDX quote against collateral under a trust anchor, as of `at`."""
+    """Appraise a parsed TDX quote against collateral under a trust anchor, as of `at`.
+
+    With an event log, its replay must reproduce the quote's RTMR0..3.
+    """
     body = quote.body
     result = Appraisal(
         tee="tdx",
@@ -93,8 +98,26 @@ def appraise_quote(
     _check_quote_signature(result, quote)
     if tcb_info is not None and chain.pck is not None:
         _evaluate_tcb(result, quote, chain, tcb_info, module_level, qe_level)
+    if event_log is not None:
+        _check_event_log(result, event_log, quote.body.rtmrs)
     result.apply_policy(policy)
     return result
+
+
+def _check_event_log(result: Appraisal, log: EventLog, rtmrs: tuple[bytes, ...]) -> None:
+    try:
+        replayed = replay_rtmrs(log)
+    except TeeplaneError as exc:
+        result.eventlog = {"replayed": False, "events": len(log.events)}
+        result.failed("eventlog.rtmrs", exc)
+        return
+    comparison = compare_rtmrs(replayed, rtmrs, events=len(log.events))
+    result.eventlog = comparison.to_json()
+    errors = comparison.errors()
+    for error in errors:
+        result.failed("eventlog.rtmrs", error)
+    if not errors:
+        result.passed("eventlog.rtmrs", f"{len(log.events)} events replay RTMR0..3 exactly")
 
 
 def _record(result: Appraisal, step: Step, at: datetime) -> None:
@@ -108,13 +131,11 @@ def _record(result: Appraisal, step: Step, at: datetime) -> None:
 def _check_crls(result: Appraisal, chain: PreparedChain, prepared: PreparedCollateral, at: datetime) -> None:
     root_step = prepared.root_ca_crl_step
     error = root_step.error or first_expired(root_step.windows, at)
-    if error is None and chain.intermediate is not None:
-        if chain.intermediate.serial_number in prepared.root_ca_revoked:
-            error = AppraisalError(
-                Code.CERT_REVOKED,
-                f"{describe(chain.intermediate)} is revoked by the root CA CRL",
-                where="PCK chain[1]",
-            )
+    intermediate = chain.intermediate
+    if error is None and intermediate is not None and intermediate.serial_number in prepared.root_ca_revoked:
+        error = AppraisalError(
+            Code.CERT_REVOKED, f"{describe(intermediate)} is revoked by the root CA CRL", where="PCK chain[1]"
+        )
     _outcome(result, "crl.root_ca", error, root_step.detail)
 
     error = pck_crl_issuer_error(prepared, chain)
@@ -249,9 +270,15 @@ def _check_qe_identity(
     mismatch = None
     misc_mask = int.from_bytes(identity.miscselect_mask, "big")
     if qe.miscselect & misc_mask != int.from_bytes(identity.miscselect, "big"):
-        mismatch = f"MISCSELECT {qe.miscselect:08x} & {identity.miscselect_mask.hex()} != {identity.miscselect.hex()}"
+        mismatch = (
+            f"MISCSELECT {qe.miscselect:08x} & {identity.miscselect_mask.hex()} "
+            f"!= {identity.miscselect.hex()}"
+        )
     elif not tcb.masked_equal(qe.attributes, identity.attributes, identity.attributes_mask):
-        mismatch = f"ATTRIBUTES {qe.attributes.hex()} & {identity.attributes_mask.hex()} != {identity.attributes.hex()}"
+        mismatch = (
+            f"ATTRIBUTES {qe.attributes.hex()} & {identity.attributes_mask.hex()} "
+            f"!= {identity.attributes.hex()}"
+        )
     elif not hmac.compare_digest(qe.mrsigner, identity.mrsigner):
         mismatch = f"MRSIGNER {qe.mrsigner.hex()} != {identity.mrsigner.hex()}"
     elif qe.isvprodid != identity.isvprodid:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -34,6 +35,7 @@ TCB_INFO_ID = "TDX"
 TCB_INFO_VERSION = 3
 QE_IDENTITY_ID = "TD_QE"
 QE_IDENTITY_VERSION = 2
+_Doc = TypeVar("_Doc", TcbInfo, QeIdentity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,8 @@ def prepare_chain(chain: bytes, anchor: TrustAnchor) -> PreparedChain:
                 Code.CERT_CHAIN_INVALID, "PCK chain needs a PCK leaf and an issuing CA", where="PCK chain"
             )
         check_chain_links(certs, anchor.root, "PCK chain")
-    except TeeplaneError as error:
-        return PreparedChain(Step("pck.chain", error))
+    except TeeplaneError as exc:
+        return PreparedChain(Step("pck.chain", exc))
     full = certs if certs[-1] == anchor.root else (*certs, anchor.root)
     step = Step(
         "pck.chain",
@@ -123,8 +125,8 @@ def prepare_chain(chain: bytes, anchor: TrustAnchor) -> PreparedChain:
     try:
         pck: PckExtensions | None = parse_pck_extensions(leaf)
         pck_error = None
-    except TeeplaneError as error:
-        pck, pck_error = None, error
+    except TeeplaneError as exc:
+        pck, pck_error = None, exc
     return PreparedChain(step, leaf, intermediate, key, pck, pck_error)
 
 
@@ -172,14 +174,15 @@ def prepare_collateral(collateral: Collateral, anchor: TrustAnchor) -> PreparedC
         lambda: collateral.qe_identity_model, QE_IDENTITY_ID, QE_IDENTITY_VERSION,
     )  # fmt: skip
     steps.append(qe_step)
-    pck_crl, pck_crl_error = None, None
+    pck_crl: x509.CertificateRevocationList | None = None
+    pck_crl_error: TeeplaneError | None = None
     if collateral.pck_crl is None:
         pck_crl_error = AppraisalError(Code.COLLATERAL_MISSING, "no PCK CRL was given", where="pck_crl")
     else:
         try:
             pck_crl = load_crl(collateral.pck_crl, "PCK CRL")
-        except TeeplaneError as error:
-            pck_crl_error = error
+        except TeeplaneError as exc:
+            pck_crl_error = exc
     return PreparedCollateral(
         tcb_info=tcb_info,
         qe_identity=qe_identity,
@@ -210,8 +213,8 @@ def _prepare_root_crl(
         return None, Step(name, AppraisalError(Code.COLLATERAL_MISSING, "no root CA CRL was given"))
     try:
         crl = load_crl(collateral.root_ca_crl, "root CA CRL")
-    except TeeplaneError as error:
-        return None, Step(name, error)
+    except TeeplaneError as exc:
+        return None, Step(name, exc)
     error = crl_issuer_error(crl, anchor.root, "root CA CRL")
     if error is not None:
         return None, Step(name, error)
@@ -225,8 +228,8 @@ def _signing_chain_step(
     try:
         certs = load_certificates(chain_pem, name, Code.COLLATERAL_MALFORMED)
         check_chain_links(certs, anchor.root, name)
-    except TeeplaneError as error:
-        return Step(name, error), None
+    except TeeplaneError as exc:
+        return Step(name, exc), None
     signer = certs[0]
     if signer.serial_number in revoked and signer != anchor.root:
         error = AppraisalError(
@@ -242,15 +245,15 @@ def _signed_model_step(
     doc: SignedDocument,
     signer: x509.Certificate | None,
     chain_step: Step,
-    load: Callable[[], TcbInfo | QeIdentity],
+    load: Callable[[], _Doc],
     expected_id: str,
     expected_version: int,
-) -> tuple[Step, TcbInfo | QeIdentity | None]:
+) -> tuple[Step, _Doc | None]:
     """Check a signed collateral document: parse, signature, id and version, validity window."""
     try:
-        model: TcbInfo | QeIdentity = load()
-    except TeeplaneError as error:
-        return Step(name, error), None
+        model = load()
+    except TeeplaneError as exc:
+        return Step(name, exc), None
     if signer is None:
         error = AppraisalError(
             Code.COLLATERAL_SIGNATURE_INVALID, f"{doc.name}: its signing chain did not verify", where=name

@@ -1,0 +1,121 @@
+"""Property tests: untrusted SEV-SNP reports, certificates and chains fail only with typed errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from teeplane.attestation.appraisal import Appraisal
+from teeplane.attestation.errors import EvidenceFormatError
+from teeplane.attestation.snp.appraise import appraise_snp
+from teeplane.attestation.snp.report import REPORT_SIZE, SnpReport, parse_report
+
+pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+
+#: (offset, xor mask) edits applied to a genuine report or certificate.
+edits = st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=0xFF)), max_size=8)
+
+
+def _mutate(data: bytes, changes: list[tuple[int, int]]) -> bytes:
+    mutated = bytearray(data)
+    for offset, mask in changes:
+        mutated[offset % len(mutated)] ^= mask
+    return bytes(mutated)
+
+
+@pytest.fixture(scope="module")
+def genuine(corpus: Path) -> tuple[bytes, bytes, bytes]:
+    folder = corpus / "snp" / "trustee"
+    return (
+        (folder / "test-report.bin").read_bytes(),
+        (folder / "test-vcek.der").read_bytes(),
+        (folder / "milan_ask_ark_asvk.pem").read_bytes(),
+    )
+
+
+def _parse_or_typed_error(data: bytes) -> SnpReport | None:
+    try:
+        return parse_report(data)
+    except EvidenceFormatError as error:
+        assert error.code in {"snp.report_malformed", "snp.unsupported_version"}
+        assert error.where is not None
+        return None
+
+
+@given(st.binary(max_size=2 * REPORT_SIZE))
+def test_random_bytes_of_any_size_fail_typed(data: bytes) -> None:
+    assert _parse_or_typed_error(data) is None or len(data) == REPORT_SIZE
+
+
+@given(st.binary(min_size=REPORT_SIZE, max_size=REPORT_SIZE))
+def test_random_reports_parse_or_fail_typed(data: bytes) -> None:
+    report = _parse_or_typed_error(data)
+    assert report is None or report.raw == data
+
+
+@FIXTURES_OK
+@given(changes=edits)
+def test_mutated_reports_parse_or_fail_typed(genuine: tuple[bytes, bytes, bytes], changes: list[tuple[int, int]]) -> None:
+    mutated = _mutate(genuine[0], changes)
+    report = _parse_or_typed_error(mutated)
+    assert report is None or report.signed_bytes == mutated[:0x2A0]
+
+
+@FIXTURES_OK
+@given(changes=edits)
+def test_mutated_reports_appraise_or_fail_typed(
+    genuine: tuple[bytes, bytes, bytes], changes: list[tuple[int, int]]
+) -> None:
+    report, cert, chain = genuine
+    mutated = _mutate(report, changes)
+    try:
+        appraisal = appraise_snp(mutated, cert, chain, AT)
+    except EvidenceFormatError as error:
+        assert error.code in {"snp.report_malformed", "snp.unsupported_version"}
+        return
+    assert isinstance(appraisal, Appraisal)
+    assert appraisal.verified == (mutated == report)
+
+
+@FIXTURES_OK
+@given(cert=st.binary(max_size=2048))
+def test_random_bytes_as_cert_fail_typed(genuine: tuple[bytes, bytes, bytes], cert: bytes) -> None:
+    report, _, chain = genuine
+    with pytest.raises(EvidenceFormatError) as caught:
+        appraise_snp(report, cert, chain, AT)
+    assert caught.value.code == "snp.certificate_malformed"
+
+
+@FIXTURES_OK
+@given(changes=edits)
+def test_mutated_certs_appraise_or_fail_typed(
+    genuine: tuple[bytes, bytes, bytes], changes: list[tuple[int, int]]
+) -> None:
+    report, cert, chain = genuine
+    mutated = _mutate(cert, changes)
+    try:
+        appraisal = appraise_snp(report, mutated, chain, AT)
+    except EvidenceFormatError as error:
+        assert error.code == "snp.certificate_malformed"
+        return
+    assert appraisal.verified == (mutated == cert)
+
+
+@FIXTURES_OK
+@given(changes=edits)
+def test_mutated_chains_appraise_or_fail_typed(
+    genuine: tuple[bytes, bytes, bytes], changes: list[tuple[int, int]]
+) -> None:
+    report, cert, chain = genuine
+    mutated = _mutate(chain, changes)
+    try:
+        appraise_snp(report, cert, mutated, AT)
+    except EvidenceFormatError as error:
+        assert error.code == "snp.certificate_malformed"
