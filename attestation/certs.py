@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -44,7 +45,27 @@ def _load_certificates(data: bytes, what: str, code: Code) -> tuple[x509.Certifi
         raise EvidenceFormatError(code, f"{what}: not a certificate chain ({exc})") from None
     if not certs:
         raise EvidenceFormatError(code, f"{what}: no certificate found")
+    for index, cert in enumerate(certs):
+        _force_parse(cert, f"{what}[{index}]", code)
     return certs
+
+
+def _force_parse(cert: x509.Certificate, what: str, code: Code) -> None:
+    """Decode every field the verifier reads now, so a malformed certificate fails here, typed.
+
+    The X.509 library decodes fields lazily and raises assorted exceptions on bad DER; this is
+    the boundary where untrusted certificates enter, so any such failure becomes one typed error.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the library warns, rather than fails, on some bad DER
+            _ = (cert.subject, cert.issuer, cert.serial_number, cert.extensions, cert.signature_algorithm_oid)
+            _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key())
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
+    except Exception as exc:
+        raise EvidenceFormatError(
+            code, f"{what}: malformed certificate ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _split_der(data: bytes) -> list[x509.Certificate]:

@@ -44,6 +44,16 @@ AMD_ARK_SPKI_SHA256: dict[Product, str] = {
     Product.TURIN: "4f125410563a2ab9a50356f9243f6fe0b6f73de98603f53f90339c70e9d7ad08",
 }
 
+#: What cryptography raises for malformed certificates (it parses some fields only on access).
+_PARSE_ERRORS = (
+    ValueError,
+    KeyError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+)
+
 #: AMD signs every certificate of the chain with RSASSA-PSS, SHA-384, MGF1-SHA-384, salt 48.
 _AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 
@@ -83,31 +93,31 @@ def load_certificate(data: bytes) -> x509.Certificate:
     """A VCEK/VLEK certificate from PEM or DER bytes."""
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+            certificate = x509.load_pem_x509_certificate(data)
+        else:
+            certificate = x509.load_der_x509_certificate(data)
+    except _PARSE_ERRORS as exc:
         raise _malformed(f"VCEK/VLEK certificate is neither a PEM nor a DER certificate: {exc}") from exc
+    return _readable(certificate, "VCEK/VLEK certificate")
 
 
 def load_chain(pem: bytes) -> list[x509.Certificate]:
     """The certificates of an AMD chain bundle (ASK, ARK and optionally ASVK), in any order."""
     try:
         certificates = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
+    except _PARSE_ERRORS as exc:
         raise _malformed(f"AMD certificate chain is not a PEM certificate bundle: {exc}") from exc
     if not certificates:
         raise _malformed("AMD certificate chain holds no PEM certificate")
-    for index, certificate in enumerate(certificates):
-        what = f"AMD certificate chain: certificate {index}"
-        if not isinstance(_public_key(certificate, what), rsa.RSAPublicKey):
-            raise _malformed(f"{what} does not hold an RSA key")
-        _extensions(certificate, what)
-    return certificates
+    return [
+        _readable(certificate, f"AMD certificate chain: certificate {index}")
+        for index, certificate in enumerate(certificates)
+    ]
 
 
 def parse_endorsement_key(certificate: x509.Certificate) -> EndorsementKey:
     """Read a VCEK/VLEK: its P-384 key and AMD extensions (productName, SPLs, hwID or CSP_ID)."""
-    key = _public_key(certificate, "VCEK/VLEK")
+    key = certificate.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise _malformed("VCEK/VLEK certificate does not hold an ECDSA P-384 public key")
     extensions = _amd_extensions(certificate)
@@ -237,28 +247,24 @@ def _by_subject(bundle: Sequence[x509.Certificate], name: x509.Name) -> x509.Cer
     return next((certificate for certificate in bundle if certificate.subject == name), None)
 
 
-def _public_key(certificate: x509.Certificate, what: str) -> object:
+def _readable(certificate: x509.Certificate, what: str) -> x509.Certificate:
+    """`certificate`, once every part used later parsed: cryptography parses fields lazily."""
     try:
-        return certificate.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise _malformed(f"{what}: unreadable public key: {exc}") from exc
+        _ = (certificate.subject, certificate.issuer, certificate.extensions, certificate.public_key())
+        _ = (certificate.not_valid_before_utc, certificate.not_valid_after_utc)
+    except _PARSE_ERRORS as exc:
+        raise _malformed(f"{what} is unreadable: {exc!r}") from exc
+    return certificate
 
 
 def _amd_extensions(certificate: x509.Certificate) -> dict[str, bytes]:
     """The raw DER values of the certificate's AMD KDS extensions, by dotted OID."""
     return {
         extension.oid.dotted_string: extension.value.value
-        for extension in _extensions(certificate, "VCEK/VLEK certificate")
+        for extension in certificate.extensions
         if isinstance(extension.value, x509.UnrecognizedExtension)
         and extension.oid.dotted_string.startswith(_KDS + ".")
     }
-
-
-def _extensions(certificate: x509.Certificate, what: str) -> x509.Extensions:
-    try:
-        return certificate.extensions
-    except (ValueError, x509.DuplicateExtension) as exc:
-        raise _malformed(f"{what}: unreadable extensions: {exc}") from exc
 
 
 def _required(extensions: dict[str, bytes], oid: str, name: str) -> bytes:
