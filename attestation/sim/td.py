@@ -40,18 +40,14 @@ class SimulatedTd:
     xfam: bytes = DEFAULT_XFAM
 
     def __post_init__(self) -> None:
-        sizes = {"mrtd": 48, "mrconfigid": 48, "mrowner": 48, "mrownerconfig": 48, "td_attributes": 8, "xfam": 8}
-        for name, size in sizes.items():
-            _check_size(getattr(self, name), size, name)
+        for name in ("mrtd", "mrconfigid", "mrowner", "mrownerconfig"):
+            _check_size(getattr(self, name), MEASUREMENT_SIZE, name)
+        _check_size(self.td_attributes, 8, "td_attributes")
+        _check_size(self.xfam, 8, "xfam")
         if len(self.rtmrs) != 4:
             raise ValueError(f"a TD has 4 RTMRs, got {len(self.rtmrs)}")
         for index, rtmr in enumerate(self.rtmrs):
             _check_size(rtmr, MEASUREMENT_SIZE, f"rtmr{index}")
-
-    @property
-    def debug(self) -> bool:
-        """TD attribute bit 0: the TD runs in debug mode."""
-        return bool(self.td_attributes[0] & 1)
 
     def extend_rtmr(self, index: int, digest: bytes) -> bytes:
         """Extend RTMR `index` (0..3) with a 48-byte digest; return the new value."""

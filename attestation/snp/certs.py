@@ -110,7 +110,7 @@ def load_chain(pem: bytes) -> list[x509.Certificate]:
     if not certificates:
         raise _malformed("AMD certificate chain holds no PEM certificate")
     return [
-        _readable(certificate, f"AMD certificate chain: certificate {index}")
+        certificate
         for index, certificate in enumerate(certificates)
     ]
 
