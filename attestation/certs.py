@@ -159,8 +159,10 @@ def crl_issuer_error(
     return None
 
 
+@lru_cache(maxsize=4096)
 def p256_key(xy: bytes) -> ec.EllipticCurvePublicKey:
-    """An ECDSA P-256 public key from its raw 64-byte x||y encoding."""
+    """An ECDSA P-256 public key from its raw 64-byte x||y encoding (memoised: a platform's
+    attestation key recurs in every quote it produces)."""
     return ec.EllipticCurvePublicKey.from_encoded_point(_P256, b"\x04" + xy)
 
 
@@ -184,3 +186,9 @@ def signed_by_cert(cert: x509.Certificate, raw_signature: bytes, data: bytes) ->
     """Memoised ECDSA P-256 check of a raw signature by a certificate's key (signed collateral)."""
     key = cert.public_key()
     return isinstance(key, ec.EllipticCurvePublicKey) and ecdsa_p256_valid(key, raw_signature, data)
+
+
+def clear_caches() -> None:
+    """Forget memoised certificates, links, keys and signature checks."""
+    for cached in (_load_certificates, issued_by, signed_by_cert, p256_key):
+        cached.cache_clear()

@@ -23,6 +23,9 @@ from teeplane.attestation.tdx.tcb import UP_TO_DATE
 
 #: How long collateral is current by default (Intel's is reissued monthly too).
 DEFAULT_VALIDITY = timedelta(days=30)
+#: The attributes mask of Intel's published TD QE Identity (the XFRM half is ignored).
+_QE_ATTRIBUTES_MASK = bytes.fromhex("FBFFFFFFFFFFFFFF0000000000000000")
+_QE_ATTRIBUTES = bytes(a & m for a, m in zip(platform.QE_ATTRIBUTES, _QE_ATTRIBUTES_MASK, strict=True))
 
 
 def tcb_info_json(issue_date: datetime, next_update: datetime) -> bytes:
@@ -70,8 +73,8 @@ def qe_identity_json(issue_date: datetime, next_update: datetime) -> bytes:
             "tcbEvaluationDataNumber": platform.TCB_EVALUATION_DATA_NUMBER,
             "miscselect": f"{platform.QE_MISCSELECT:08X}",
             "miscselectMask": "FFFFFFFF",
-            "attributes": "11000000000000000000000000000000",
-            "attributesMask": "FBFFFFFFFFFFFFFF0000000000000000",
+            "attributes": _QE_ATTRIBUTES.hex().upper(),
+            "attributesMask": _QE_ATTRIBUTES_MASK.hex().upper(),
             "mrsigner": platform.QE_MRSIGNER.hex().upper(),
             "isvprodid": platform.QE_ISVPRODID,
             "tcbLevels": [_level({"isvsvn": platform.QE_ISVSVN})],

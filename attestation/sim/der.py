@@ -49,15 +49,15 @@ def _tlv(tag: int, value: bytes) -> bytes:
 
 def _oid(dotted: str) -> bytes:
     arcs = [int(arc) for arc in dotted.split(".")]
-    out = bytearray()
-    for arc in [40 * arcs[0] + arcs[1], *arcs[2:]]:
-        chunk = [arc & 0x7F]
-        arc >>= 7
-        while arc:
-            chunk.append(0x80 | (arc & 0x7F))
-            arc >>= 7
-        out += bytes(reversed(chunk))
-    return bytes(out)
+    return b"".join(_base128(arc) for arc in [40 * arcs[0] + arcs[1], *arcs[2:]])
+
+
+def _base128(value: int) -> bytes:
+    out = [value & 0x7F]
+    while value > 0x7F:
+        value >>= 7
+        out.append(0x80 | (value & 0x7F))
+    return bytes(reversed(out))
 
 
 def _unsigned(value: int) -> bytes:

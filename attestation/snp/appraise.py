@@ -56,7 +56,7 @@ def appraise_snp(
     parsed = parse_report(report)
     key = parse_endorsement_key(load_certificate(cert))
     bundle = load_chain(chain_pem)
-    at_utc = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    at_aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
     appraisal = Appraisal(
         tee="snp",
@@ -71,7 +71,7 @@ def appraise_snp(
     _record(appraisal, CHECK_SIGNING_KEY, partial(_check_signing_key, parsed, key))
     _record(appraisal, CHECK_REPORT_SIGNATURE, partial(_check_report_signature, parsed, key))
     path = _record_chain(appraisal, key, bundle)
-    _record(appraisal, CHECK_VALIDITY, partial(check_validity, path, at_utc))
+    _record(appraisal, CHECK_VALIDITY, partial(check_validity, path, at_aware))
     if key.hw_id is not None:
         _record(appraisal, CHECK_CHIP_ID, partial(_check_chip_id, parsed, key.hw_id))
     _record(appraisal, CHECK_REPORTED_TCB, partial(_check_reported_tcb, parsed, key))
@@ -112,7 +112,8 @@ def _check_signing_key(report: SnpReport, key: EndorsementKey) -> str:
             f"the certificate is a {key.kind.name}",
             where="report+0x48",
         )
-    return f"report SIGNING_KEY is {key.kind.name}, as is the certificate"
+    issued_to = f", issued to {key.csp_id}" if key.csp_id is not None else ""
+    return f"report SIGNING_KEY is {key.kind.name}, as is the certificate ({key.product_name}{issued_to})"
 
 
 def _check_report_signature(report: SnpReport, key: EndorsementKey) -> str:

@@ -110,7 +110,7 @@ def load_chain(pem: bytes) -> list[x509.Certificate]:
     if not certificates:
         raise _malformed("AMD certificate chain holds no PEM certificate")
     return [
-        certificate
+        _readable(certificate, f"AMD certificate chain: certificate {index}")
         for index, certificate in enumerate(certificates)
     ]
 
@@ -276,11 +276,10 @@ def _required(extensions: dict[str, bytes], oid: str, name: str) -> bytes:
 
 def _product(product_name: str) -> Product:
     """The product line of a productName such as "Milan-B0" or "Genoa"."""
-    line = product_name.split("-", 1)[0]
-    for product in Product:
-        if product.value == line:
-            return product
-    raise _malformed(f"VCEK/VLEK productName {product_name!r} is not a supported AMD product line")
+    try:
+        return Product(product_name.split("-", 1)[0])
+    except ValueError:
+        raise _malformed(f"VCEK/VLEK productName {product_name!r}: unsupported AMD product") from None
 
 
 def _der_content(value: bytes, tag: int, name: str) -> bytes:

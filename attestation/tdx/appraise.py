@@ -96,8 +96,8 @@ def appraise_quote(
     _check_qe_report(result, quote, chain)
     qe_level = _check_qe_identity(result, quote, prepared.qe_identity) if prepared else None
     _check_quote_signature(result, quote)
-    if tcb_info is not None and chain.pck is not None:
-        _evaluate_tcb(result, quote, chain, tcb_info, module_level, qe_level)
+    if prepared is not None and tcb_info is not None and chain.pck is not None:
+        _evaluate_tcb(result, quote, chain, prepared, module_level, qe_level)
     if event_log is not None:
         _check_event_log(result, event_log, quote.body.rtmrs)
     result.apply_policy(policy)
@@ -331,13 +331,13 @@ def _evaluate_tcb(
     result: Appraisal,
     quote: Quote,
     chain: PreparedChain,
-    tcb_info: TcbInfo,
+    prepared: PreparedCollateral,
     module_level: tcb.IsvTcbLevel | None,
     qe_level: tcb.IsvTcbLevel | None,
 ) -> None:
     pck = chain.pck
     assert pck is not None
-    level = tcb.match_platform_level(tcb_info, pck.sgx_tcb_components, pck.pcesvn, quote.body.tee_tcb_svn)
+    level = prepared.platform_level(pck, quote.body.tee_tcb_svn)
     if level is None:
         result.tcb_status = tcb.TCB_NOT_SUPPORTED
         result.failed(

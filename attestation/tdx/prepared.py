@@ -9,7 +9,7 @@ them with its evaluation time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import TypeVar
@@ -25,9 +25,13 @@ from teeplane.attestation.certs import (
     load_crl,
     signed_by_cert,
 )
+from teeplane.attestation.certs import (
+    clear_caches as clear_certificate_caches,
+)
 from teeplane.attestation.errors import AppraisalError, Code
-from teeplane.attestation.tdx.collateral import Collateral, QeIdentity, SignedDocument, TcbInfo
+from teeplane.attestation.tdx.collateral import Collateral, QeIdentity, SignedDocument, TcbInfo, TcbLevel
 from teeplane.attestation.tdx.pck import PckExtensions, parse_pck_extensions
+from teeplane.attestation.tdx.tcb import match_platform_level
 from teeplane.attestation.trust import TrustAnchor
 from teeplane.errors import TeeplaneError
 
@@ -146,6 +150,17 @@ class PreparedCollateral:
     pck_crl: x509.CertificateRevocationList | None
     pck_crl_error: TeeplaneError | None
     pck_revoked: frozenset[int]
+    _levels: dict[tuple[tuple[int, ...], int, bytes], TcbLevel | None] = field(default_factory=dict)
+
+    def platform_level(self, pck: PckExtensions, tee_tcb_svn: bytes) -> TcbLevel | None:
+        """The TCB Info level this platform meets (memoised per SVN combination)."""
+        key = (pck.sgx_tcb_components, pck.pcesvn, tee_tcb_svn)
+        if key not in self._levels:
+            assert self.tcb_info is not None
+            self._levels[key] = match_platform_level(
+                self.tcb_info, pck.sgx_tcb_components, pck.pcesvn, tee_tcb_svn
+            )
+        return self._levels[key]
 
 
 @lru_cache(maxsize=64)
@@ -292,3 +307,10 @@ def pck_crl_issuer_error(prepared: PreparedCollateral, chain: PreparedChain) -> 
     if prepared.pck_crl is None or chain.intermediate is None:
         return AppraisalError(Code.CERT_CHAIN_INVALID, "no verified PCK CA to check the PCK CRL against")
     return crl_issuer_error(prepared.pck_crl, chain.intermediate, "PCK CRL")
+
+
+def clear_caches() -> None:
+    """Forget every memoised certificate, chain, CRL and collateral result (a cold verifier)."""
+    clear_certificate_caches()
+    for cached in (prepare_chain, prepare_collateral, pck_crl_issuer_error):
+        cached.cache_clear()

@@ -83,4 +83,4 @@ def masked_equal(observed: bytes, expected: bytes, mask: bytes) -> bool:
     """observed & mask == expected, byte by byte, as Intel's QVL compares (lengths must agree)."""
     if not len(observed) == len(expected) == len(mask):
         return False
-    return all((o & m) == e for o, e, m in zip(observed, expected, mask, strict=True))
+    return int.from_bytes(observed) & int.from_bytes(mask) == int.from_bytes(expected)

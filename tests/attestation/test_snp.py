@@ -349,7 +349,6 @@ def _issue(
 class ForgedAmd:
     """A foreign ARK -> intermediate chain under AMD's names, and a VCEK/VLEK key it endorses."""
 
-    product: str
     intermediate_cn: str
     intermediate_key: rsa.RSAPrivateKey
     chain: bytes
@@ -383,7 +382,7 @@ def _forge_chain(
     )
     chain = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in (intermediate, ark))
     leaf_key = ec.generate_private_key(ec.SECP384R1())
-    return ForgedAmd(product, intermediate_cn, intermediate_key, chain, leaf_key)
+    return ForgedAmd(intermediate_cn, intermediate_key, chain, leaf_key)
 
 
 @pytest.fixture(scope="module")
@@ -531,6 +530,7 @@ def test_vlek_is_not_chip_bound(forged_milan: ForgedAmd) -> None:
     appraisal = appraise_snp(report, vlek_chain.leaf(extensions, cn="SEV-VLEK"), vlek_chain.chain, AT)
     assert failed_checks(appraisal) == {"snp.ark_pinned"}
     assert "snp.chip_id" not in {check.name for check in appraisal.checks}
+    assert "issued to ExampleCSP" in appraisal.checks[0].detail
     assert "VLEK <- ASVK <- ARK" in next(c.detail for c in appraisal.checks if c.name == "snp.vcek_chain")
 
 
@@ -548,7 +548,7 @@ def test_masked_chip_id_is_not_compared(forged_milan: ForgedAmd) -> None:
         (f"{KDS}.3.3", b"\x02\x05\x01", "DER length"),
         (f"{KDS}.3.3", _der(0x04, b"\x01"), "expected DER tag"),
         (f"{KDS}.4", _der(0x04, bytes(63)), "hwID: 63 bytes"),
-        (f"{KDS}.2", _der(0x16, b"Venice-A0"), "not a supported AMD product line"),
+        (f"{KDS}.2", _der(0x16, b"Venice-A0"), "unsupported AMD product"),
         (f"{KDS}.5", _der(0x16, b"CSP"), "exactly one of hwID"),
     ],
 )

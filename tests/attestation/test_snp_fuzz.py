@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from teeplane.attestation.appraisal import Appraisal
@@ -110,6 +110,7 @@ def test_random_bytes_as_cert_fail_typed(genuine: tuple[bytes, bytes, bytes], ce
 
 @FIXTURES_OK
 @given(changes=edits)
+@example(changes=[(553, 2)])  # a duplicated snpSPL extension (x509.DuplicateExtension)
 def test_mutated_certs_appraise_or_fail_typed(
     genuine: tuple[bytes, bytes, bytes], changes: list[tuple[int, int]]
 ) -> None:
@@ -127,6 +128,11 @@ def test_mutated_certs_appraise_or_fail_typed(
 
 @FIXTURES_OK
 @given(which=st.integers(min_value=0, max_value=2), changes=edits)
+# Single bit flips in the ASK that make cryptography raise something other than ValueError:
+@example(which=0, changes=[(12, 1)])  # X.509 version 3 (InvalidVersion)
+@example(which=0, changes=[(97, 1)])  # issuer attribute with an unknown string tag (KeyError)
+@example(which=0, changes=[(123, 16)])  # issuer attribute as a BIT STRING (TypeError)
+@example(which=0, changes=[(379, 2)])  # unknown public key algorithm (UnsupportedAlgorithm)
 def test_mutated_chains_appraise_or_fail_typed(
     genuine: tuple[bytes, bytes, bytes], which: int, changes: list[tuple[int, int]]
 ) -> None:
