@@ -90,9 +90,7 @@ class Appraisal:
         if self.simulated and not policy.allow_simulated:
             self._refuse(
                 "policy.simulated",
-                AppraisalError(
-                    Code.POLICY_SIMULATED, "the evidence comes from a simulated TEE", where="simulated"
-                ),
+                AppraisalError(Code.POLICY_SIMULATED, "the evidence comes from a simulated TEE", where="simulated"),
             )
 
     def _refuse(self, name: str, error: TeeplaneError) -> None:

@@ -37,10 +37,8 @@ def load_certificates(
 @lru_cache(maxsize=256)
 def _load_certificates(data: bytes, what: str, code: Code) -> tuple[x509.Certificate, ...]:
     try:
-        if data.startswith(_PEM_BEGIN):
-            certs = tuple(x509.load_pem_x509_certificates(data))
-        else:
-            certs = tuple(_split_der(data))
+        pem = data.startswith(_PEM_BEGIN)
+        certs = tuple(x509.load_pem_x509_certificates(data) if pem else _split_der(data))
     except (ValueError, TypeError) as exc:
         raise EvidenceFormatError(code, f"{what}: not a certificate chain ({exc})") from None
     if not certs:
@@ -63,9 +61,7 @@ def _force_parse(cert: x509.Certificate, what: str, code: Code) -> None:
             _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.public_key())
             _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string())
     except Exception as exc:
-        raise EvidenceFormatError(
-            code, f"{what}: malformed certificate ({type(exc).__name__}: {exc})"
-        ) from None
+        raise EvidenceFormatError(code, f"{what}: malformed certificate ({type(exc).__name__}: {exc})") from None
 
 
 def _split_der(data: bytes) -> list[x509.Certificate]:
@@ -141,9 +137,7 @@ def check_chain_links(chain: Sequence[x509.Certificate], root: x509.Certificate,
             )
 
 
-def crl_issuer_error(
-    crl: x509.CertificateRevocationList, issuer: x509.Certificate, what: str
-) -> AppraisalError | None:
+def crl_issuer_error(crl: x509.CertificateRevocationList, issuer: x509.Certificate, what: str) -> AppraisalError | None:
     """Why `issuer` did not issue and sign the CRL, or None if it did."""
     if crl.issuer != issuer.subject:
         return AppraisalError(
@@ -153,9 +147,7 @@ def crl_issuer_error(
         )
     key = issuer.public_key()
     if not (isinstance(key, ec.EllipticCurvePublicKey) and crl.is_signature_valid(key)):
-        return AppraisalError(
-            Code.CRL_SIGNATURE_INVALID, f"{what} is not signed by {describe(issuer)}", where=what
-        )
+        return AppraisalError(Code.CRL_SIGNATURE_INVALID, f"{what} is not signed by {describe(issuer)}", where=what)
     return None
 
 

@@ -179,17 +179,14 @@ def replay_rtmrs(log: EventLog) -> tuple[bytes, bytes, bytes, bytes]:
         if digest is None:
             raise EvidenceFormatError(
                 Code.EVENTLOG_MALFORMED,
-                f"{_WHAT}: the event at offset {event.offset} extends RTMR{register} "
-                "but carries no SHA-384 digest",
+                f"{_WHAT}: the event at offset {event.offset} extends RTMR{register} but carries no SHA-384 digest",
                 where=_where(event.offset),
             )
         rtmrs[register] = hashlib.sha384(rtmrs[register] + digest).digest()
     return rtmrs[0], rtmrs[1], rtmrs[2], rtmrs[3]
 
 
-def compare_rtmrs(
-    replayed: Sequence[bytes], observed: Sequence[bytes], *, events: int | None = None
-) -> RtmrComparison:
+def compare_rtmrs(replayed: Sequence[bytes], observed: Sequence[bytes], *, events: int | None = None) -> RtmrComparison:
     """Compare replayed RTMR0..3 with a quote's RTMR0..3; `events` is the log's event count."""
     if len(replayed) != RTMR_COUNT or len(observed) != RTMR_COUNT:
         raise ValueError(f"expected {RTMR_COUNT} replayed and {RTMR_COUNT} observed RTMRs")
@@ -207,9 +204,7 @@ def _where(offset: int) -> str:
 
 
 def _malformed(message: str, offset: int) -> EvidenceFormatError:
-    return EvidenceFormatError(
-        Code.EVENTLOG_MALFORMED, f"{_WHAT}: {message} at offset {offset}", where=_where(offset)
-    )
+    return EvidenceFormatError(Code.EVENTLOG_MALFORMED, f"{_WHAT}: {message} at offset {offset}", where=_where(offset))
 
 
 def _parse_spec_id_event(reader: Reader) -> dict[int, int]:
@@ -270,9 +265,7 @@ def _parse_event(reader: Reader, digest_sizes: dict[int, int]) -> Event:
         algorithm = reader.u16("digest algorithm")
         size = digest_sizes.get(algorithm)
         if size is None:
-            raise _malformed(
-                f"digest algorithm {algorithm:#06x} is not declared in the Spec ID event", digest_offset
-            )
+            raise _malformed(f"digest algorithm {algorithm:#06x} is not declared in the Spec ID event", digest_offset)
         if algorithm in digests:
             raise _malformed(f"digest algorithm {algorithm:#06x} appears twice in one event", digest_offset)
         digests[algorithm] = reader.bytes(size, f"digest {algorithm:#06x}")

@@ -71,9 +71,7 @@ def samples() -> list[Sample]:
     )
     june, july = datetime(2025, 6, 25, tzinfo=UTC), datetime(2025, 7, 10, tzinfo=UTC)
     return [
-        Sample(
-            "dcap-qvl/tdx_quote", (TDX / "dcap-qvl/tdx_quote").read_bytes(), lambda: load_bundle(bundle), june
-        ),
+        Sample("dcap-qvl/tdx_quote", (TDX / "dcap-qvl/tdx_quote").read_bytes(), lambda: load_bundle(bundle), june),
         Sample(
             "automata/solana_quote_tdx.bin",
             (TDX / "automata/solana_quote_tdx.bin").read_bytes(),
@@ -174,9 +172,7 @@ def measure(seconds: float, cold_runs: int) -> dict[str, object]:
 
     n = len(items)
     limit = rate(round_robin([two_verifications(s.quote) for s in items]), seconds) * n
-    teeplane_warm = (
-        rate(round_robin([warm(s, c) for s, c in zip(items, collaterals, strict=True)]), seconds) * n
-    )
+    teeplane_warm = rate(round_robin([warm(s, c) for s, c in zip(items, collaterals, strict=True)]), seconds) * n
     dcap_rate = rate(round_robin([dcap(s, c) for s, c in zip(items, collaterals, strict=True)]), seconds) * n
 
     cold: list[float] = []

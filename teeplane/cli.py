@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
 from teeplane import __version__
 from teeplane.attestation.cli import app as attest_app
+from teeplane.attestation.demo import run as run_demo
 
 app = typer.Typer(
     name="teeplane",
@@ -34,6 +38,25 @@ def _root(
 
 
 app.add_typer(attest_app, name="attest")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path | None, typer.Option(help="Where to write the evidence (default: a new temporary directory).")
+    ] = None,
+) -> None:
+    """Attest a simulated TD end to end and show what a verifier accepts and refuses."""
+    console = Console()
+    target = workdir or Path(tempfile.mkdtemp(prefix="teeplane-demo-"))
+    failed = 0
+    for number, step in enumerate(run_demo(target), start=1):
+        mark = "[green]ok[/]" if step.ok else "[red]FAILED[/]"
+        console.print(f"{number:>2}. {mark} {step.title}", highlight=False)
+        console.print(f"      {step.evidence}", style="dim", highlight=False)
+        failed += not step.ok
+    console.print("[bold green]demo passed[/]" if not failed else f"[bold red]{failed} step(s) failed[/]")
+    raise typer.Exit(1 if failed else 0)
 
 
 def main() -> None:

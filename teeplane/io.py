@@ -18,6 +18,4 @@ def read_file(path: Path, what: str) -> bytes:
             raise InputError("input.unreadable", f"{what} {path} is {size} bytes, over the 16 MiB limit")
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(
-            "input.unreadable", f"cannot read {what} {path}: {exc.strerror}", where=str(path)
-        ) from None
+        raise InputError("input.unreadable", f"cannot read {what} {path}: {exc.strerror}", where=str(path)) from None

@@ -14,8 +14,7 @@ def encode_sgx_extensions(ext: PckExtensions) -> bytes:
         raise ValueError(f"16 SGX TCB component SVNs are needed, got {len(ext.sgx_tcb_components)}")
     tcb_oid = SGX_EXTENSIONS_OID + ".2"
     tcb = [
-        _pair(f"{tcb_oid}.{i}", _tlv(TAG_INTEGER, _unsigned(svn)))
-        for i, svn in enumerate(ext.sgx_tcb_components, 1)
+        _pair(f"{tcb_oid}.{i}", _tlv(TAG_INTEGER, _unsigned(svn))) for i, svn in enumerate(ext.sgx_tcb_components, 1)
     ]
     tcb.append(_pair(f"{tcb_oid}.17", _tlv(TAG_INTEGER, _unsigned(ext.pcesvn))))
     tcb.append(_pair(f"{tcb_oid}.18", _tlv(TAG_OCTET_STRING, ext.cpusvn)))

@@ -81,12 +81,8 @@ class SimulationAuthority:
             fmspc=platform.FMSPC,
             sgx_type=platform.SGX_TYPE_STANDARD,
         )
-        extension = x509.UnrecognizedExtension(
-            x509.ObjectIdentifier(SGX_EXTENSIONS_OID), encode_sgx_extensions(sgx)
-        )
-        pck = _certificate(
-            PCK_NAME, pck_key.public_key(), pck_ca, pck_ca_key, now, until, extensions=(extension,)
-        )
+        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(SGX_EXTENSIONS_OID), encode_sgx_extensions(sgx))
+        pck = _certificate(PCK_NAME, pck_key.public_key(), pck_ca, pck_ca_key, now, until, extensions=(extension,))
         tcb = _certificate(TCB_SIGNING_NAME, tcb_key.public_key(), root, root_key, now, until)
         return cls(
             root_key=root_key,
@@ -135,9 +131,7 @@ class SimulationAuthority:
         root_key, pck_ca_key, pck_key, tcb_key, attestation_key = (_load_key(files, n) for n in _KEY_FILES)
         root, pck_ca, pck, tcb = (_load_cert(files, n) for n in _CERT_FILES)
         root_ca_crl, pck_crl = (_load_crl(files, n) for n in _CRL_FILES)
-        pairs = zip(
-            _KEY_FILES[:4], (root_key, pck_ca_key, pck_key, tcb_key), (root, pck_ca, pck, tcb), strict=True
-        )
+        pairs = zip(_KEY_FILES[:4], (root_key, pck_ca_key, pck_key, tcb_key), (root, pck_ca, pck, tcb), strict=True)
         for name, key, cert in pairs:
             if key.public_key() != cert.public_key():
                 raise _unreadable(name, "does not match its certificate")
@@ -164,9 +158,7 @@ class SimulationAuthority:
     @classmethod
     def load(cls, directory: Path) -> SimulationAuthority:
         """The authority `save` wrote into `directory`."""
-        return cls.from_pem(
-            {n: (directory / n).read_bytes() for n in FILE_NAMES if (directory / n).is_file()}
-        )
+        return cls.from_pem({n: (directory / n).read_bytes() for n in FILE_NAMES if (directory / n).is_file()})
 
 
 def pem(*certs: x509.Certificate) -> bytes:
@@ -228,9 +220,7 @@ def _certificate(
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     for extension in extensions:
         builder = builder.add_extension(extension, critical=False)
@@ -250,9 +240,7 @@ def _crl(
         .last_update(at)
         .next_update(next_update)
         .add_extension(x509.CRLNumber(int(at.timestamp())), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
     )
     for serial in revoked:
         entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at).build()

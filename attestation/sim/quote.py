@@ -13,12 +13,12 @@ import struct
 from teeplane.attestation.sim import platform
 from teeplane.attestation.sim.pki import SimulationAuthority, raw_public_key, sign_p256
 from teeplane.attestation.tdx.quote import (
-    _ENCLAVE_REPORT,
-    _HEADER,
-    _TD10,
     ATTESTATION_KEY_ECDSA_P256,
     CERT_DATA_PCK_CHAIN,
     CERT_DATA_QE_REPORT,
+    ENCLAVE_REPORT_LAYOUT,
+    HEADER_LAYOUT,
+    TD10_LAYOUT,
     TEE_TYPE_TDX,
     QuoteHeader,
     TdReport,
@@ -30,7 +30,7 @@ _U32 = struct.Struct("<I")
 
 def encode_header(header: QuoteHeader) -> bytes:
     """The 48-byte quote header."""
-    return _HEADER.pack(
+    return HEADER_LAYOUT.pack(
         header.version,
         header.attestation_key_type,
         header.tee_type,
@@ -43,7 +43,7 @@ def encode_header(header: QuoteHeader) -> bytes:
 
 def encode_td10(body: TdReport) -> bytes:
     """The 584-byte TDX 1.0 TD report body."""
-    return _TD10.pack(
+    return TD10_LAYOUT.pack(
         body.tee_tcb_svn,
         body.mrseam,
         body.mrsignerseam,
@@ -61,7 +61,7 @@ def encode_td10(body: TdReport) -> bytes:
 
 def encode_qe_report(report_data: bytes) -> bytes:
     """The simulated Quoting Enclave's 384-byte report carrying `report_data` (64 bytes)."""
-    return _ENCLAVE_REPORT.pack(
+    return ENCLAVE_REPORT_LAYOUT.pack(
         platform.CPUSVN,
         platform.QE_MISCSELECT,
         platform.QE_ATTRIBUTES,

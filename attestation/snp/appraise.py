@@ -108,8 +108,7 @@ def _check_signing_key(report: SnpReport, key: EndorsementKey) -> str:
     if report.signing_key is not key.kind:
         raise AppraisalError(
             Code.SNP_SIGNATURE_INVALID,
-            f"the report names {report.signing_key.name} as its signing key, "
-            f"the certificate is a {key.kind.name}",
+            f"the report names {report.signing_key.name} as its signing key, the certificate is a {key.kind.name}",
             where="report+0x48",
         )
     issued_to = f", issued to {key.csp_id}" if key.csp_id is not None else ""
@@ -129,8 +128,7 @@ def _check_report_signature(report: SnpReport, key: EndorsementKey) -> str:
     except InvalidSignature as exc:
         raise AppraisalError(
             Code.SNP_SIGNATURE_INVALID,
-            f"the ECDSA P-384/SHA-384 signature over report[0:0x2A0] does not verify "
-            f"with the {key.kind.name} key",
+            f"the ECDSA P-384/SHA-384 signature over report[0:0x2A0] does not verify with the {key.kind.name} key",
             where="report+0x2a0",
         ) from exc
     return f"ECDSA P-384/SHA-384 signature over report[0:0x2A0] verified with the {key.kind.name} key"
@@ -153,8 +151,7 @@ def _check_reported_tcb(report: SnpReport, key: EndorsementKey) -> str:
     if reported != key.tcb:
         raise AppraisalError(
             Code.SNP_TCB_MISMATCH,
-            f"REPORTED_TCB ({reported}, {key.product} layout) is not the "
-            f"{key.kind.name} SPL extensions ({key.tcb})",
+            f"REPORTED_TCB ({reported}, {key.product} layout) is not the {key.kind.name} SPL extensions ({key.tcb})",
             where="report+0x180",
         )
     return f"REPORTED_TCB ({reported}, {key.product} layout) equals the {key.kind.name} SPL extensions"

@@ -189,9 +189,7 @@ def verify_chain(key: EndorsementKey, chain: AmdChain) -> str:
 
 def check_ark_pinned(root: x509.Certificate, product: Product) -> str:
     """Check the chain's ARK is AMD's published root key for `product`."""
-    spki = root.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    spki = root.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashlib.sha256(spki).hexdigest()
     if digest != AMD_ARK_SPKI_SHA256[product]:
         raise AppraisalError(
@@ -218,17 +216,13 @@ def check_validity(certificates: Sequence[tuple[str, x509.Certificate]], at: dat
     return f"valid at {at.isoformat()}: {', '.join(windows)}"
 
 
-def _verify_issued_by(
-    subject: x509.Certificate, subject_role: str, issuer: x509.Certificate, issuer_role: str
-) -> None:
+def _verify_issued_by(subject: x509.Certificate, subject_role: str, issuer: x509.Certificate, issuer_role: str) -> None:
     try:
         is_ca = issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
     if not is_ca:
-        raise AppraisalError(
-            Code.SNP_CHAIN_INVALID, f"the {issuer_role} is not a CA certificate", where="chain"
-        )
+        raise AppraisalError(Code.SNP_CHAIN_INVALID, f"the {issuer_role} is not a CA certificate", where="chain")
     issuer_key = issuer.public_key()
     if not isinstance(issuer_key, rsa.RSAPublicKey):
         raise AppraisalError(Code.SNP_CHAIN_INVALID, f"the {issuer_role} key is not RSA", where="chain")
@@ -237,8 +231,7 @@ def _verify_issued_by(
     except InvalidSignature as exc:
         raise AppraisalError(
             Code.SNP_CHAIN_INVALID,
-            f"the {subject_role} certificate is not signed by the {issuer_role} key "
-            "(RSA-PSS SHA-384, salt 48)",
+            f"the {subject_role} certificate is not signed by the {issuer_role} key (RSA-PSS SHA-384, salt 48)",
             where="chain",
         ) from exc
 

@@ -142,8 +142,7 @@ def parse_report(data: bytes) -> SnpReport:
     if version not in SUPPORTED_VERSIONS:
         raise EvidenceFormatError(
             Code.SNP_UNSUPPORTED_VERSION,
-            f"report version {version} is not supported "
-            f"(supported: {', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})",
+            f"report version {version} is not supported (supported: {', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})",
             where="report+0x0",
         )
     guest_svn = r.u32("guest_svn")

@@ -29,7 +29,7 @@ from teeplane.attestation.certs import describe, ecdsa_p256_valid, p256_key
 from teeplane.attestation.errors import AppraisalError, Code
 from teeplane.attestation.eventlog import EventLog, compare_rtmrs, replay_rtmrs
 from teeplane.attestation.tdx import tcb
-from teeplane.attestation.tdx.collateral import Collateral, QeIdentity, TcbInfo
+from teeplane.attestation.tdx.collateral import Collateral, IsvTcbLevel, QeIdentity, TcbInfo
 from teeplane.attestation.tdx.prepared import (
     PreparedChain,
     PreparedCollateral,
@@ -170,12 +170,10 @@ def _check_platform_identity(result: Appraisal, chain: PreparedChain, tcb_info: 
             f"PCK PCE-ID {chain.pck.pce_id.hex()} != TCB Info PCE-ID {tcb_info.pce_id.hex()}",
             where="tcb_info.pceId",
         )
-    _outcome(
-        result, "pck.fmspc_pce_id", error, f"FMSPC {tcb_info.fmspc.hex()}, PCE-ID {tcb_info.pce_id.hex()}"
-    )
+    _outcome(result, "pck.fmspc_pce_id", error, f"FMSPC {tcb_info.fmspc.hex()}, PCE-ID {tcb_info.pce_id.hex()}")
 
 
-def _check_tdx_module(result: Appraisal, quote: Quote, tcb_info: TcbInfo) -> tcb.IsvTcbLevel | None:
+def _check_tdx_module(result: Appraisal, quote: Quote, tcb_info: TcbInfo) -> IsvTcbLevel | None:
     body = quote.body
     module = tcb.tdx_module_identity(tcb_info, body.tee_tcb_svn)
     name = "tdx_module.identity"
@@ -260,9 +258,7 @@ def _check_qe_report(result: Appraisal, quote: Quote, chain: PreparedChain) -> N
         )
 
 
-def _check_qe_identity(
-    result: Appraisal, quote: Quote, identity: QeIdentity | None
-) -> tcb.IsvTcbLevel | None:
+def _check_qe_identity(result: Appraisal, quote: Quote, identity: QeIdentity | None) -> IsvTcbLevel | None:
     if identity is None:
         return None
     qe = quote.qe_report
@@ -270,15 +266,9 @@ def _check_qe_identity(
     mismatch = None
     misc_mask = int.from_bytes(identity.miscselect_mask, "big")
     if qe.miscselect & misc_mask != int.from_bytes(identity.miscselect, "big"):
-        mismatch = (
-            f"MISCSELECT {qe.miscselect:08x} & {identity.miscselect_mask.hex()} "
-            f"!= {identity.miscselect.hex()}"
-        )
+        mismatch = f"MISCSELECT {qe.miscselect:08x} & {identity.miscselect_mask.hex()} != {identity.miscselect.hex()}"
     elif not tcb.masked_equal(qe.attributes, identity.attributes, identity.attributes_mask):
-        mismatch = (
-            f"ATTRIBUTES {qe.attributes.hex()} & {identity.attributes_mask.hex()} "
-            f"!= {identity.attributes.hex()}"
-        )
+        mismatch = f"ATTRIBUTES {qe.attributes.hex()} & {identity.attributes_mask.hex()} != {identity.attributes.hex()}"
     elif not hmac.compare_digest(qe.mrsigner, identity.mrsigner):
         mismatch = f"MRSIGNER {qe.mrsigner.hex()} != {identity.mrsigner.hex()}"
     elif qe.isvprodid != identity.isvprodid:
@@ -332,8 +322,8 @@ def _evaluate_tcb(
     quote: Quote,
     chain: PreparedChain,
     prepared: PreparedCollateral,
-    module_level: tcb.IsvTcbLevel | None,
-    qe_level: tcb.IsvTcbLevel | None,
+    module_level: IsvTcbLevel | None,
+    qe_level: IsvTcbLevel | None,
 ) -> None:
     pck = chain.pck
     assert pck is not None
@@ -359,8 +349,6 @@ def _evaluate_tcb(
     result.advisory_ids = advisories
     detail = f"level {level.tcb_date} {level.status}, folded {status}"
     if status == tcb.REVOKED:
-        result.failed(
-            "tcb.status", AppraisalError(Code.TCB_REVOKED, "the platform TCB is revoked", where="tcb")
-        )
+        result.failed("tcb.status", AppraisalError(Code.TCB_REVOKED, "the platform TCB is revoked", where="tcb"))
     else:
         result.passed("tcb.status", detail)

@@ -47,9 +47,7 @@ class _Svn(_Model):
 class _PlatformTcb(_Model):
     sgx_components: tuple[_Svn, ...] = Field(alias="sgxtcbcomponents", min_length=16, max_length=16)
     pcesvn: int = Field(ge=0, le=0xFFFF)
-    tdx_components: tuple[_Svn, ...] = Field(
-        default=(), alias="tdxtcbcomponents", min_length=0, max_length=16
-    )
+    tdx_components: tuple[_Svn, ...] = Field(default=(), alias="tdxtcbcomponents", min_length=0, max_length=16)
 
 
 class TcbLevel(_Model):
@@ -210,9 +208,7 @@ def load_bundle(data: bytes) -> Collateral:
         return value.encode() if value is not None else None
 
     return Collateral(
-        tcb_info=SignedDocument(
-            "tcb_info", (text("tcb_info") or "").encode(), signature("tcb_info_signature")
-        ),
+        tcb_info=SignedDocument("tcb_info", (text("tcb_info") or "").encode(), signature("tcb_info_signature")),
         qe_identity=SignedDocument(
             "qe_identity", (text("qe_identity") or "").encode(), signature("qe_identity_signature")
         ),

@@ -58,8 +58,7 @@ class Window:
         until = f"{self.not_after:%Y-%m-%dT%H:%M:%SZ}" if self.not_after else "(no end)"
         return AppraisalError(
             self.code,
-            f"{self.what} is valid {self.not_before:%Y-%m-%dT%H:%M:%SZ} to {until}, "
-            f"not at {at:%Y-%m-%dT%H:%M:%SZ}",
+            f"{self.what} is valid {self.not_before:%Y-%m-%dT%H:%M:%SZ} to {until}, not at {at:%Y-%m-%dT%H:%M:%SZ}",
             where=self.what,
         )
 
@@ -157,9 +156,7 @@ class PreparedCollateral:
         key = (pck.sgx_tcb_components, pck.pcesvn, tee_tcb_svn)
         if key not in self._levels:
             assert self.tcb_info is not None
-            self._levels[key] = match_platform_level(
-                self.tcb_info, pck.sgx_tcb_components, pck.pcesvn, tee_tcb_svn
-            )
+            self._levels[key] = match_platform_level(self.tcb_info, pck.sgx_tcb_components, pck.pcesvn, tee_tcb_svn)
         return self._levels[key]
 
 
@@ -247,9 +244,7 @@ def _signing_chain_step(
         return Step(name, exc), None
     signer = certs[0]
     if signer.serial_number in revoked and signer != anchor.root:
-        error = AppraisalError(
-            Code.CERT_REVOKED, f"{describe(signer)} is revoked by the root CA CRL", where=name
-        )
+        error = AppraisalError(Code.CERT_REVOKED, f"{describe(signer)} is revoked by the root CA CRL", where=name)
         return Step(name, error), None
     full = certs if certs[-1] == anchor.root else (*certs, anchor.root)
     return Step(name, detail=f"signer {describe(signer)}", windows=cert_windows(full, name)), signer

@@ -37,10 +37,10 @@ CERT_DATA_PCK_CHAIN = 5
 CERT_DATA_QE_REPORT = 6
 
 _BODY_SIZES = {BODY_TYPE_TD10: TD10_BODY_SIZE, BODY_TYPE_TD15: TD15_BODY_SIZE}
-_HEADER = struct.Struct("<HHIHH16s20s")
-_TD10 = struct.Struct("<16s48s48s8s8s8s48s48s48s48s48s48s48s48s64s")
-_TD15_EXTRA = struct.Struct("<16s48s")
-_ENCLAVE_REPORT = struct.Struct("<16sI28x16s32s32x32s96xHH60x64s")
+HEADER_LAYOUT = struct.Struct("<HHIHH16s20s")
+TD10_LAYOUT = struct.Struct("<16s48s48s8s8s8s48s48s48s48s48s48s48s48s64s")
+TD15_EXTRA_LAYOUT = struct.Struct("<16s48s")
+ENCLAVE_REPORT_LAYOUT = struct.Struct("<16sI28x16s32s32x32s96xHH60x64s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +181,7 @@ def parse_quote(data: bytes) -> Quote:
 
 def _parse_header(reader: Reader) -> QuoteHeader:
     raw = reader.bytes(HEADER_SIZE, "header")
-    header = QuoteHeader(*_HEADER.unpack(raw))
+    header = QuoteHeader(*HEADER_LAYOUT.unpack(raw))
     if header.version not in (4, 5):
         raise EvidenceFormatError(
             Code.QUOTE_UNSUPPORTED_VERSION,
@@ -204,10 +204,10 @@ def _parse_header(reader: Reader) -> QuoteHeader:
 
 
 def _parse_td_report(raw: bytes, body_type: int) -> TdReport:
-    f = _TD10.unpack_from(raw)
+    f = TD10_LAYOUT.unpack_from(raw)
     extra: tuple[bytes, bytes] | tuple[None, None] = (None, None)
     if body_type == BODY_TYPE_TD15:
-        extra = _TD15_EXTRA.unpack_from(raw, TD10_BODY_SIZE)
+        extra = TD15_EXTRA_LAYOUT.unpack_from(raw, TD10_BODY_SIZE)
     return TdReport(
         tee_tcb_svn=f[0],
         mrseam=f[1],
@@ -233,7 +233,7 @@ def parse_enclave_report(raw: bytes) -> EnclaveReport:
             Code.QUOTE_CERTIFICATION_DATA,
             f"an enclave report is {ENCLAVE_REPORT_SIZE} bytes, got {len(raw)}",
         )
-    cpusvn, misc, attributes, mrenclave, mrsigner, prodid, isvsvn, report_data = _ENCLAVE_REPORT.unpack(raw)
+    cpusvn, misc, attributes, mrenclave, mrsigner, prodid, isvsvn, report_data = ENCLAVE_REPORT_LAYOUT.unpack(raw)
     return EnclaveReport(cpusvn, misc, attributes, mrenclave, mrsigner, prodid, isvsvn, report_data, raw)
 
 

@@ -182,9 +182,7 @@ def test_trustee_log_parses_to_trustee_events(corpus: Path, name: str) -> None:
     for event, want in zip(log.events, expected, strict=True):
         assert event.index == want["index"]
         assert event_type_name(event.event_type) == want["type_name"]
-        assert event.digests == {
-            TRUSTEE_ALGORITHMS[d["alg"]]: bytes.fromhex(d["digest"]) for d in want["digests"]
-        }
+        assert event.digests == {TRUSTEE_ALGORITHMS[d["alg"]]: bytes.fromhex(d["digest"]) for d in want["digests"]}
         assert event.data == base64.b64decode(want["event"])
 
 
@@ -212,12 +210,8 @@ def test_sm3_only_log_parses_but_cannot_replay_into_rtmrs(corpus: Path) -> None:
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize(
-    ("log_path", "register"), [(GCE_LOG, 0), (GCE_LOG, 1), (GCE_LOG, 2), (ALIBABA_LOG, 3)]
-)
-def test_flipped_digest_byte_mismatches_exactly_that_register(
-    corpus: Path, log_path: str, register: int
-) -> None:
+@pytest.mark.parametrize(("log_path", "register"), [(GCE_LOG, 0), (GCE_LOG, 1), (GCE_LOG, 2), (ALIBABA_LOG, 3)])
+def test_flipped_digest_byte_mismatches_exactly_that_register(corpus: Path, log_path: str, register: int) -> None:
     data = (corpus / log_path).read_bytes()
     log = parse_event_log(data)
     genuine = replay_rtmrs(log)

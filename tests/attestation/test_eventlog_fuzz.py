@@ -74,8 +74,7 @@ def generated_logs(draw: st.DrawFn) -> tuple[dict[int, int], list[GeneratedEvent
                 index=draw(st.integers(0, 4)),
                 event_type=draw(st.sampled_from(COMMON_EVENT_TYPES) | st.integers(0, 2**32 - 1)),
                 digests={
-                    alg: draw(st.binary(min_size=digest_sizes[alg], max_size=digest_sizes[alg]))
-                    for alg in algorithms
+                    alg: draw(st.binary(min_size=digest_sizes[alg], max_size=digest_sizes[alg])) for alg in algorithms
                 },
                 data=draw(st.binary(max_size=64)),
             )
@@ -137,9 +136,7 @@ def test_mutated_corpus_log_raises_only_format_errors(gce_log: bytes, data: st.D
 @pytest.mark.corpus
 @settings(max_examples=200, deadline=None)
 @given(st.data())
-def test_truncated_corpus_log_is_malformed_or_its_complete_events(
-    gce_log: bytes, data: st.DataObject
-) -> None:
+def test_truncated_corpus_log_is_malformed_or_its_complete_events(gce_log: bytes, data: st.DataObject) -> None:
     full = parse_event_log(gce_log)
     ends = [event.offset for event in full.events[1:]] + [len(gce_log.rstrip(b"\xff"))]
     cut = data.draw(st.integers(full.events[0].offset, len(gce_log)))

@@ -144,9 +144,7 @@ def test_extend_rtmr_folds_sha384_of_old_value_and_digest(authority: SimulationA
     ("index", "digest"),
     [(4, bytes(48)), (-1, bytes(48)), (0, bytes(32)), (0, hashlib.sha384().digest() + b"x")],
 )
-def test_extend_rtmr_rejects_bad_index_or_digest(
-    authority: SimulationAuthority, index: int, digest: bytes
-) -> None:
+def test_extend_rtmr_rejects_bad_index_or_digest(authority: SimulationAuthority, index: int, digest: bytes) -> None:
     td = SimulatedTd(authority)
     with pytest.raises(ValueError):
         td.extend_rtmr(index, digest)
@@ -253,9 +251,7 @@ def test_dcap_qvl_agrees(td: SimulatedTd, authority: SimulationAuthority) -> Non
     quote = td.quote(REPORT_DATA)
     collateral = dcap_qvl.QuoteCollateralV3.from_json(bundle_json(authority, AT).decode())
     now = int(AT.timestamp())
-    report = dcap_qvl.verify_with_root_ca(
-        quote, collateral, authority.root_cert.public_bytes(Encoding.DER), now
-    )
+    report = dcap_qvl.verify_with_root_ca(quote, collateral, authority.root_cert.public_bytes(Encoding.DER), now)
     assert report.status == "UpToDate"
     with pytest.raises(ValueError):
         dcap_qvl.verify(quote, collateral, now)

@@ -291,9 +291,7 @@ def test_unreadable_cert_is_malformed(go_sev_guest: Evidence, cert: bytes) -> No
 def test_ask_given_as_vcek_is_malformed(go_sev_guest: Evidence) -> None:
     ask = x509.load_pem_x509_certificates(go_sev_guest.chain)[0]
     with pytest.raises(EvidenceFormatError, match="not hold an ECDSA P-384") as caught:
-        appraise_snp(
-            go_sev_guest.report, ask.public_bytes(serialization.Encoding.DER), go_sev_guest.chain, AT
-        )
+        appraise_snp(go_sev_guest.report, ask.public_bytes(serialization.Encoding.DER), go_sev_guest.chain, AT)
     assert caught.value.code == "snp.certificate_malformed"
 
 
@@ -377,9 +375,7 @@ def _forge_chain(
     intermediate_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ark_cn = f"ARK-{product}"
     ark = _issue(ark_cn, ark_key.public_key(), ark_cn, ark_self_signer or ark_key, ca=True)
-    intermediate = _issue(
-        intermediate_cn, intermediate_key.public_key(), ark_cn, ark_key, ca=intermediate_is_ca
-    )
+    intermediate = _issue(intermediate_cn, intermediate_key.public_key(), ark_cn, ark_key, ca=intermediate_is_ca)
     chain = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in (intermediate, ark))
     leaf_key = ec.generate_private_key(ec.SECP384R1())
     return ForgedAmd(intermediate_cn, intermediate_key, chain, leaf_key)
@@ -395,9 +391,7 @@ def forged_turin() -> ForgedAmd:
     return _forge_chain("Turin", "SEV-Turin")
 
 
-def _report(
-    version: int = 2, flags: int = 0, reported_tcb: bytes = bytes(8), chip_id: bytes = bytes(64)
-) -> bytearray:
+def _report(version: int = 2, flags: int = 0, reported_tcb: bytes = bytes(8), chip_id: bytes = bytes(64)) -> bytearray:
     report = bytearray(0x4A0)
     struct.pack_into("<IIQ", report, 0, version, 1, 0x30000)
     struct.pack_into("<II", report, 0x30, 0, 1)  # VMPL 0, ECDSA P-384 SHA-384
@@ -438,11 +432,7 @@ def test_genuine_vcek_under_forged_chain_fails_its_signature_link(
     builder = x509.CertificateBuilder().not_valid_before(NOT_BEFORE).not_valid_after(NOT_AFTER)
     builder = builder.serial_number(1).add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
     ark = builder.subject_name(ark_name).issuer_name(ark_name).public_key(ark_key.public_key())
-    ask = (
-        builder.subject_name(vcek.issuer)
-        .issuer_name(ark_name)
-        .public_key(forged_milan.intermediate_key.public_key())
-    )
+    ask = builder.subject_name(vcek.issuer).issuer_name(ark_name).public_key(forged_milan.intermediate_key.public_key())
     chain = b"".join(
         cert.sign(ark_key, hashes.SHA384(), rsa_padding=AMD_PSS).public_bytes(serialization.Encoding.PEM)
         for cert in (ask, ark)
@@ -552,9 +542,7 @@ def test_masked_chip_id_is_not_compared(forged_milan: ForgedAmd) -> None:
         (f"{KDS}.5", _der(0x16, b"CSP"), "exactly one of hwID"),
     ],
 )
-def test_malformed_amd_extensions_are_refused(
-    forged_milan: ForgedAmd, oid: str, value: bytes, message: str
-) -> None:
+def test_malformed_amd_extensions_are_refused(forged_milan: ForgedAmd, oid: str, value: bytes, message: str) -> None:
     cert = forged_milan.leaf({**MILAN_VCEK_EXTENSIONS, oid: value})
     with pytest.raises(EvidenceFormatError, match=message) as caught:
         appraise_snp(forged_milan.sign(_report()), cert, forged_milan.chain, AT)

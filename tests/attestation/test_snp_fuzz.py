@@ -20,9 +20,7 @@ from teeplane.attestation.snp.report import REPORT_SIZE, SnpReport, parse_report
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
-FIXTURES_OK = settings(
-    suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=300
-)
+FIXTURES_OK = settings(suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None, max_examples=300)
 
 #: (offset, xor mask) edits applied to a genuine report or certificate.
 edits = st.lists(st.tuples(st.integers(min_value=0), st.integers(min_value=1, max_value=0xFF)), max_size=8)

@@ -41,9 +41,7 @@ def test_random_bytes(data: bytes) -> None:
     tail=st.binary(max_size=3000),
 )
 def test_plausible_headers(version: int, body_type: int, body_size: int, tail: bytes) -> None:
-    header = (
-        version.to_bytes(2, "little") + (2).to_bytes(2, "little") + (0x81).to_bytes(4, "little") + bytes(40)
-    )
+    header = version.to_bytes(2, "little") + (2).to_bytes(2, "little") + (0x81).to_bytes(4, "little") + bytes(40)
     middle = body_type.to_bytes(2, "little") + body_size.to_bytes(4, "little") if version == 5 else b""
     _parse_or_typed_error(header + middle + tail)
 
@@ -55,9 +53,7 @@ def genuine(corpus: Path) -> bytes:
 
 @FUZZ
 @given(data=st.data())
-def test_mutated_genuine_quote_parses_or_fails_typed_and_appraises(
-    genuine: bytes, data: st.DataObject
-) -> None:
+def test_mutated_genuine_quote_parses_or_fails_typed_and_appraises(genuine: bytes, data: st.DataObject) -> None:
     mutated = bytearray(genuine)
     for _ in range(data.draw(st.integers(1, 8))):
         offset = data.draw(st.integers(0, len(mutated) - 1))
@@ -74,8 +70,7 @@ def test_mutated_genuine_quote_parses_or_fails_typed_and_appraises(
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=20,
 )
 

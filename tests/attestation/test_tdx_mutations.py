@@ -85,9 +85,7 @@ def test_every_signed_header_and_body_byte(genuine: tuple[bytes, Collateral]) ->
     ],
     ids=["signature", "qe_report", "qe_report_signature", "qe_auth_data"],
 )
-def test_every_byte_of_signature_data(
-    genuine: tuple[bytes, Collateral], region: range, expected: set[str]
-) -> None:
+def test_every_byte_of_signature_data(genuine: tuple[bytes, Collateral], region: range, expected: set[str]) -> None:
     quote, collateral = genuine
     for offset in region:
         codes = codes_after_flip(quote, collateral, offset)
@@ -106,9 +104,7 @@ def _pem_chain(quote: bytes) -> tuple[int, list[bytes]]:
     """Offset of the PEM chain in the quote and the DER of each certificate in it."""
     chain = parse_quote(quote).pck_chain
     start = quote.index(chain)
-    ders = [
-        base64.b64decode(b) for b in re.findall(rb"-----BEGIN CERTIFICATE-----(.*?)-----END", chain, re.S)
-    ]
+    ders = [base64.b64decode(b) for b in re.findall(rb"-----BEGIN CERTIFICATE-----(.*?)-----END", chain, re.S)]
     return start, ders
 
 
@@ -116,8 +112,7 @@ def _with_chain(quote: bytes, ders: list[bytes]) -> bytes:
     """The quote with its PCK chain replaced (sizes fixed up so it still parses)."""
     q = parse_quote(quote)
     pem = b"".join(
-        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(d) + b"-----END CERTIFICATE-----\n"
-        for d in ders
+        b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(d) + b"-----END CERTIFICATE-----\n" for d in ders
     )
     start = quote.index(q.pck_chain)
     size_at = start - 4

@@ -1,0 +1,24 @@
+# Sourced by hack/*.sh: a virtualenv with TEEPlane and its dev tools, created on first use.
+# TEEPLANE_VENV overrides where it lives (default: .venv in the repository).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${TEEPLANE_VENV:-$REPO/.venv}"
+PYTHON="${PYTHON:-python3}"
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "TEEPlane needs Python >= 3.11 ($PYTHON is $("$PYTHON" --version 2>&1))" >&2
+  exit 2
+fi
+stamp="$VENV/.teeplane-installed"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# Reinstall when pyproject.toml changes.
+want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e "$REPO[dev]"
+  echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
+cd "$REPO"
