@@ -1,6 +1,10 @@
 # Sourced by hack/*.sh: a virtualenv with TEEPlane and its dev tools, created on first use.
 # TEEPLANE_VENV overrides where it lives (default: .venv in the repository).
 set -euo pipefail
+# The repository root holds operator/, which would shadow the standard library's `operator`
+# for any `python -m ...` run from here; Python >= 3.11 leaves the working directory off
+# sys.path with this set.
+export PYTHONSAFEPATH=1
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TEEPLANE_VENV:-$REPO/.venv}"
 PYTHON="${PYTHON:-python3}"

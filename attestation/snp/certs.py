@@ -8,6 +8,7 @@ self-consistent chain under a foreign root is refused.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -90,12 +91,18 @@ class AmdChain:
 
 
 def load_certificate(data: bytes) -> x509.Certificate:
-    """A VCEK/VLEK certificate from PEM or DER bytes."""
+    """A VCEK/VLEK certificate from PEM or DER bytes.
+
+    AMD issues VCEKs with serial number 0, which RFC 5280 disallows; the X.509 library accepts
+    them with a deprecation warning that is expected here and silenced for this load only.
+    """
     try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            certificate = x509.load_pem_x509_certificate(data)
-        else:
-            certificate = x509.load_der_x509_certificate(data)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive")
+            if data.lstrip().startswith(b"-----BEGIN"):
+                certificate = x509.load_pem_x509_certificate(data)
+            else:
+                certificate = x509.load_der_x509_certificate(data)
     except _PARSE_ERRORS as exc:
         raise _malformed(f"VCEK/VLEK certificate is neither a PEM nor a DER certificate: {exc}") from exc
     return _readable(certificate, "VCEK/VLEK certificate")
