@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from teeplane.attestation.der import DerError, read_tlv
 from teeplane.attestation.errors import AppraisalError, Code, EvidenceFormatError
 from teeplane.attestation.snp.report import Product, SigningKey, TcbVersion
 
@@ -284,17 +285,15 @@ def _product(product_name: str) -> Product:
 
 def _der_content(value: bytes, tag: int, name: str) -> bytes:
     """The content of `value`, which must be exactly one DER element with `tag`."""
-    if len(value) < 2 or value[0] != tag:
-        raise _malformed(f"AMD extension {name}: expected DER tag {tag:#04x}")
-    length, header = value[1], 2
-    if length & 0x80:
-        size = length & 0x7F
-        if not 1 <= size <= 2 or len(value) < 2 + size:
-            raise _malformed(f"AMD extension {name}: bad DER length")
-        length, header = int.from_bytes(value[2 : 2 + size], "big"), 2 + size
-    if header + length != len(value):
-        raise _malformed(f"AMD extension {name}: DER length {length} does not fill {len(value)} bytes")
-    return value[header:]
+    try:
+        found, start, end = read_tlv(value, 0, len(value))
+    except DerError as exc:
+        raise _malformed(f"AMD extension {name}: bad DER length ({exc.message})") from None
+    if found != tag:
+        raise _malformed(f"AMD extension {name}: expected DER tag {tag:#04x}, found {found:#04x}")
+    if end != len(value):
+        raise _malformed(f"AMD extension {name}: DER length {end - start} does not fill {len(value)} bytes")
+    return value[start:end]
 
 
 def _spl(value: bytes, name: str) -> int:
