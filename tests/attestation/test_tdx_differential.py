@@ -26,7 +26,7 @@ import json
 import re
 import struct
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -88,9 +88,7 @@ SOLANA = "automata/solana_"
 SETS: dict[str, CollateralSet] = {
     # EXPECTED.md rows
     "dcap-qvl": CollateralSet("2025-06-25T00:00:00Z", bundle="dcap-qvl/tdx_quote_collateral.json"),
-    "dcap-qvl-outdated": CollateralSet(
-        "2026-02-25T00:00:00Z", bundle="dcap-qvl/tdx_quote_outdated_collateral.json"
-    ),
+    "dcap-qvl-outdated": CollateralSet("2026-02-25T00:00:00Z", bundle="dcap-qvl/tdx_quote_outdated_collateral.json"),
     "automata-solana": CollateralSet(
         "2025-07-10T00:00:00Z",
         tcb_info=SOLANA + "tcb_info_v3_with_tdx_module.json",
@@ -234,6 +232,7 @@ DIVERGENCES: dict[str, Divergence] = {
 EXACT_NEXT_UPDATE_DIVERGENCES: dict[str, str] = {
     "dcap-qvl": "its PCK CRL nextUpdate 2025-07-19T10:00:35Z is the earliest",
     "dcap-qvl-outdated": "its PCK CRL nextUpdate 2026-03-20T10:41:15Z is the earliest",
+    "automata-1025": "automata/1025_pck_crl.der nextUpdate 2025-11-12T10:45:32Z is the earliest",
     "trustee+automata-crls": "automata/1025_pck_crl.der nextUpdate 2025-11-12T10:45:32Z is the earliest",
 }
 
@@ -425,22 +424,20 @@ def test_pairs_are_complete(corpus: Path) -> None:
     tdx = corpus / "tdx"
     fmspc = {n: json.loads(_parts(tdx, n).tcb_info)["fmspc"].upper() for n in SETS}
     wanted = {
-        (q, n)
-        for q in QUOTES
-        for n in SETS
-        if dcap_qvl.parse_quote((tdx / q).read_bytes()).fmspc().upper() == fmspc[n]
+        (q, n) for q in QUOTES for n in SETS if dcap_qvl.parse_quote((tdx / q).read_bytes()).fmspc().upper() == fmspc[n]
     }
     assert {(p.quote, p.collateral) for p in PAIRS} == wanted
     assert len(PAIRS) == len(wanted), "a pair is listed twice"
     assert {p.collateral for p in PAIRS} == set(SETS), "every collateral set is used"
     assert set(DIVERGENCES) <= {p.id for p in PAIRS}
     # the genuine quotes of the corpus (report.dat is a TDREPORT; intel-qvl-sampledata is synthetic)
+    tdx_headers = (b"\x04\x00\x02\x00\x81\x00\x00\x00", b"\x05\x00\x02\x00\x81\x00\x00\x00")
     on_disk = {
         str(f.relative_to(tdx))
         for d in ("dcap-qvl", "automata", "go-tdx-guest", "trustee", "flashtestations")
         for f in (tdx / d).rglob("*")
-        if f.is_file() and f.read_bytes()[:8] in (b"\x04\x00\x02\x00\x81\x00\x00\x00", b"\x05\x00\x02\x00\x81\x00\x00\x00")
-    }  # fmt: skip
+        if f.is_file() and f.read_bytes()[:8] in tdx_headers
+    }
     assert on_disk == set(QUOTES), "every genuine TDX quote of the corpus is compared"
 
 
@@ -524,7 +521,8 @@ VERIFIED = [p for p in COMPARABLE if p.verified and p.id not in DIVERGENCES]
 def _validity(tdx: Path, name: str) -> tuple[list[tuple[datetime, str]], list[tuple[datetime, str]]]:
     """(issueDate/lastUpdate, nextUpdate) of TCB Info, QE identity and both CRLs, each with its item."""
     parts = _parts(tdx, name)
-    issued, expires = [], []
+    issued: list[tuple[datetime, str]] = []
+    expires: list[tuple[datetime, str]] = []
     for what, text in (("tcb_info", parts.tcb_info), ("qe_identity", parts.qe_identity)):
         doc = json.loads(text)
         issued.append((_utc(doc["issueDate"]), what))
@@ -582,6 +580,15 @@ def test_validity_window_boundaries(corpus: Path, pair: Pair) -> None:
 
 MUTATED = Pair("dcap-qvl/tdx_quote", "dcap-qvl", True, "UpToDate")
 PER_REGION = 10
+REGIONS = (
+    "header+body",
+    "quote signature",
+    "attestation key",
+    "QE report",
+    "QE report signature",
+    "QE auth data",
+    "PEM chain",
+)
 #: Bytes 0x2fc..0x2fd (the outer certification data type, 6 = QE report certification data) are read
 #: by TEEPlane and required to be 6, as QVL's Quote::validate does for v4/v5 quotes
 #: ("Quote v4 supports only 6 certification data type"). dcap-qvl 0.7 ignores the field, so a flipped
@@ -627,7 +634,8 @@ def _layout(quote: bytes) -> Layout:
 
 def _pem_body_offsets(quote: bytes, pem: range) -> list[int]:
     """Offsets of base64 characters of certificate bodies (not armour lines, not newlines)."""
-    out, pos = [], pem.start
+    out: list[int] = []
+    pos = pem.start
     for line in quote[pem.start : pem.stop].split(b"\n"):
         if not line.startswith(b"-----"):
             out.extend(range(pos, pos + len(line.rstrip(b"\x00"))))
@@ -668,10 +676,7 @@ def test_layout_matches_both_parsers(genuine: tuple[bytes, Collateral, dcap_qvl.
     assert len(quote) > layout.signature_data_end, "the sample carries trailing padding"
 
 
-@pytest.mark.parametrize(
-    "region",
-    ["header+body", "quote signature", "attestation key", "QE report", "QE report signature", "QE auth data", "PEM chain"],
-)  # fmt: skip
+@pytest.mark.parametrize("region", REGIONS)
 def test_one_flipped_byte_in_each_region_is_refused_by_both(
     genuine: tuple[bytes, Collateral, dcap_qvl.QuoteCollateralV3, datetime], region: str
 ) -> None:
@@ -694,7 +699,8 @@ def test_every_flipped_byte_gets_the_same_verdict(
     layout = _layout(quote)
     pem = layout.regions["PEM chain"]
     body = set(_pem_body_offsets(quote, pem))
-    disagree, both_accept = {}, []
+    disagree: dict[int, tuple[Outcome, Outcome]] = {}
+    both_accept: list[int] = []
     for offset in range(len(quote)):
         mutated = _flipped(quote, offset)
         ours = run_teeplane(mutated, ours_collateral, at)
