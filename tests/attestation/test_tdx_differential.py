@@ -192,6 +192,7 @@ PAIRS = [
     *(Pair(q, "dcap-qvl", True, "UpToDate") for q in FLASHTESTATIONS),
     *(Pair("dcap-qvl/tdx_quote_outdated", s, False, TCB_NOT_SUPPORTED) for s in V5_SETS),
     *(Pair("trustee/tdx_quote_5.dat", s, False, TCB_NOT_SUPPORTED) for s in V5_SETS),
+    # automata/quotes_tdx_quote_5.dat is byte-identical to trustee/tdx_quote_5.dat (both MRSERVICETD != 0)
     *(Pair("automata/quotes_tdx_quote_5.dat", s, False, TCB_NOT_SUPPORTED) for s in V5_SETS),
     Pair("go-tdx-guest/quote_v5_sample.dat", "dcap-qvl-outdated", True, "UpToDate"),
     Pair("go-tdx-guest/quote_v5_sample.dat", "dcap-qvl-outdated+v5-tcb-info", True, "UpToDate"),
@@ -229,11 +230,11 @@ DIVERGENCES: dict[str, Divergence] = {
 #: (CrlExpired: it takes now >= nextUpdate as expired) while QVL accepts (pckparser::Validity::isValid,
 #: which CrlStore::expired uses, is notBefore <= t <= notAfter, both ends inclusive) and so does TEEPlane.
 #: dcap-qvl is inclusive for TCB Info and QE identity nextUpdate, so other sets agree at the boundary.
-EXACT_NEXT_UPDATE_DIVERGENCES: dict[str, str] = {
-    "dcap-qvl": "its PCK CRL nextUpdate 2025-07-19T10:00:35Z is the earliest",
-    "dcap-qvl-outdated": "its PCK CRL nextUpdate 2026-03-20T10:41:15Z is the earliest",
-    "automata-1025": "automata/1025_pck_crl.der nextUpdate 2025-11-12T10:45:32Z is the earliest",
-    "trustee+automata-crls": "automata/1025_pck_crl.der nextUpdate 2025-11-12T10:45:32Z is the earliest",
+EXACT_NEXT_UPDATE_DIVERGENCES: dict[str, str] = {  # set -> its PCK CRL's nextUpdate, the earliest
+    "dcap-qvl": "2025-07-19T10:00:35Z",
+    "dcap-qvl-outdated": "2026-03-20T10:41:15Z",
+    "automata-1025": "2025-11-12T10:45:32Z",  # automata/1025_pck_crl.der
+    "trustee+automata-crls": "2025-11-12T10:45:32Z",  # the same borrowed CRL
 }
 
 
@@ -430,6 +431,14 @@ def test_pairs_are_complete(corpus: Path) -> None:
     assert len(PAIRS) == len(wanted), "a pair is listed twice"
     assert {p.collateral for p in PAIRS} == set(SETS), "every collateral set is used"
     assert set(DIVERGENCES) <= {p.id for p in PAIRS}
+    assert set(EXACT_NEXT_UPDATE_DIVERGENCES) <= {p.collateral for p in VERIFIED}
+    # TDX 1.5 bodies (v5 quotes, body type 3, with MRSERVICETD and TEE_TCB_SVN2) are compared too
+    td15 = {
+        p.quote
+        for p in PAIRS
+        if isinstance(dcap_qvl.parse_quote((tdx / p.quote).read_bytes()).report, dcap_qvl.TdReport15)
+    }
+    assert "go-tdx-guest/quote_v5_sample.dat" in td15 and len(td15) >= 3, td15
     # the genuine quotes of the corpus (report.dat is a TDREPORT; intel-qvl-sampledata is synthetic)
     tdx_headers = (b"\x04\x00\x02\x00\x81\x00\x00\x00", b"\x05\x00\x02\x00\x81\x00\x00\x00")
     on_disk = {
@@ -564,12 +573,13 @@ def test_validity_window_boundaries(corpus: Path, pair: Pair) -> None:
 
     ours, theirs = run_both(tdx, pair.quote, pair.collateral, first_expiry)
     assert ours.verified, f"QVL's validity is inclusive of nextUpdate ({expiring}): {ours}"
-    reason = EXACT_NEXT_UPDATE_DIVERGENCES.get(pair.collateral)
-    if reason is None:
+    crl_next_update = EXACT_NEXT_UPDATE_DIVERGENCES.get(pair.collateral)
+    if crl_next_update is None:
         assert_agree(ours, theirs, f"{pair.id} at {expiring} nextUpdate")
         assert not expiring.endswith("crl"), "a CRL boundary that dcap-qvl accepts: update the entry"
     else:
-        assert expiring == "pck_crl", reason
+        assert (first_expiry, expiring) == (_utc(crl_next_update), "pck_crl")
+        reason = "dcap-qvl 0.7 takes a CRL as expired at nextUpdate, QVL/TEEPlane only after it"
         assert not theirs.verified, f"dcap-qvl no longer diverges: {reason}"
         assert "CrlExpired" in theirs.detail, (reason, theirs.detail)
 
