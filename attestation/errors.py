@@ -71,6 +71,18 @@ class Code(StrEnum):
     # event log
     EVENTLOG_RTMR_MISMATCH = "eventlog.rtmr_mismatch"
 
+    # binding of nonce and runtime data, challenges
+    RUNTIME_DATA_MALFORMED = "runtime_data.malformed"
+    BINDING_MISMATCH = "binding.report_data_mismatch"
+    NONCE_INVALID = "nonce.invalid"
+    NONCE_EXPIRED = "nonce.expired"
+    NONCE_REUSED = "nonce.reused"
+
+    # reference values and workloads
+    POLICY_MEASUREMENT_MISMATCH = "policy.measurement_mismatch"
+    POLICY_UNKNOWN_WORKLOAD = "policy.unknown_workload"
+    POLICY_TEE_MISMATCH = "policy.tee_mismatch"
+
     # appraisal policy
     POLICY_TCB_STATUS = "policy.tcb_status_rejected"
     POLICY_DEBUG = "policy.debug_rejected"
