@@ -73,7 +73,7 @@ class Appraisal:
     def apply_policy(self, policy: Policy) -> None:
         """Record policy refusals (TCB status, debug, simulation) for a verified appraisal."""
         if self.tcb_status is not None and self.tcb_status not in policy.accepted_tcb_statuses:
-            self._refuse(
+            self.refuse(
                 "policy.tcb_status",
                 AppraisalError(
                     Code.POLICY_TCB_STATUS,
@@ -83,17 +83,18 @@ class Appraisal:
                 ),
             )
         if self.debug and not policy.allow_debug:
-            self._refuse(
+            self.refuse(
                 "policy.debug",
                 AppraisalError(Code.POLICY_DEBUG, "the TEE runs with debug enabled", where="debug"),
             )
         if self.simulated and not policy.allow_simulated:
-            self._refuse(
+            self.refuse(
                 "policy.simulated",
                 AppraisalError(Code.POLICY_SIMULATED, "the evidence comes from a simulated TEE", where="simulated"),
             )
 
-    def _refuse(self, name: str, error: TeeplaneError) -> None:
+    def refuse(self, name: str, error: TeeplaneError) -> None:
+        """Record a policy check that refused the evidence with `error`."""
         self.checks.append(Check(name, False, str(error)))
         self.policy_errors.append(error)
 

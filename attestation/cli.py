@@ -33,7 +33,7 @@ AtOption = Annotated[
 ]
 
 
-def _parse_time(value: str | None) -> datetime:
+def parse_time(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC)
     try:
@@ -116,7 +116,7 @@ def verify_quote(
     """Appraise a TDX quote with DCAP collateral, as Intel's Quote Verification Library does."""
     try:
         parsed = parse_quote(read_file(quote, "quote"))
-        when = _parse_time(at)
+        when = parse_time(at)
         bundle = _collateral(collateral, tcb_info, qe_identity, tcb_signing_chain, pck_crl, root_ca_crl)
         anchor = intel_root() if root is None else anchor_from_pem(read_file(root, "root"), simulated=True)
         log = parse_event_log(read_file(eventlog, "event log")) if eventlog else None
@@ -145,7 +145,7 @@ def verify_snp(
         data = read_file(report, "report")
         cert_bytes = read_file(cert, "certificate")
         chain_bytes = read_file(chain, "chain")
-        when = _parse_time(at)
+        when = parse_time(at)
         appraisal = appraise_snp(data, cert_bytes, chain_bytes, when, Policy(allow_debug=allow_debug))
     except TeeplaneError as error:
         _fail(error, as_json)

@@ -82,11 +82,31 @@ class Code(StrEnum):
     POLICY_MEASUREMENT_MISMATCH = "policy.measurement_mismatch"
     POLICY_UNKNOWN_WORKLOAD = "policy.unknown_workload"
     POLICY_TEE_MISMATCH = "policy.tee_mismatch"
+    POLICY_EVENTLOG_MISSING = "policy.eventlog_missing"
 
     # appraisal policy
     POLICY_TCB_STATUS = "policy.tcb_status_rejected"
     POLICY_DEBUG = "policy.debug_rejected"
     POLICY_SIMULATED = "policy.simulated_rejected"
+
+    # evidence providers
+    PROVIDER_UNAVAILABLE = "provider.unavailable"
+    PROVIDER_UNSUPPORTED = "provider.unsupported"
+    PROVIDER_GENERATION_CONFLICT = "provider.generation_conflict"
+
+    # tokens
+    TOKEN_MALFORMED = "token.malformed"
+    TOKEN_ALG_REJECTED = "token.alg_rejected"
+    TOKEN_UNKNOWN_KID = "token.unknown_kid"
+    TOKEN_SIGNATURE_INVALID = "token.signature_invalid"
+    TOKEN_EXPIRED = "token.expired"
+    TOKEN_NOT_YET_VALID = "token.not_yet_valid"
+    TOKEN_AUDIENCE_MISMATCH = "token.audience_mismatch"
+    TOKEN_ISSUER_MISMATCH = "token.issuer_mismatch"
+    TOKEN_CNF_INVALID = "token.cnf_invalid"
+    TOKEN_CLAIMS_INVALID = "token.claims_invalid"
+    TOKEN_JWKS_INVALID = "token.jwks_invalid"
+    KEYRING_MALFORMED = "keyring.malformed"
 
 
 class EvidenceFormatError(InputError):

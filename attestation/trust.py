@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from teeplane.attestation.certs import describe, load_certificates
 from teeplane.attestation.errors import Code
+from teeplane.errors import TeeplaneError
 
 #: Intel SGX Root CA, as published by Intel (also pinned by go-tdx-guest and dcap-qvl).
 INTEL_SGX_ROOT_CA_PEM = b"""-----BEGIN CERTIFICATE-----
@@ -67,3 +68,19 @@ def anchor_from_pem(data: bytes, *, simulated: bool = False) -> TrustAnchor:
     if intel_root().root == root:
         return intel_root()
     return TrustAnchor(root, simulated=simulated)
+
+
+def anchor_for_chain(chain: bytes, anchors: tuple[TrustAnchor, ...]) -> TrustAnchor:
+    """The configured anchor whose root ends (or issued the end of) a PCK chain; else the first.
+
+    Falling back to the first anchor (the Intel root in production) means a chain under an
+    unknown root is appraised, and refused, against the real trust anchor with the reason shown.
+    """
+    try:
+        last = load_certificates(chain, "PCK chain")[-1]
+    except TeeplaneError:
+        return anchors[0]
+    for anchor in anchors:
+        if last == anchor.root or last.issuer == anchor.root.subject:
+            return anchor
+    return anchors[0]

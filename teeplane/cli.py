@@ -10,8 +10,12 @@ import typer
 from rich.console import Console
 
 from teeplane import __version__
+from teeplane.attestation.agent_cli import app as agent_app
 from teeplane.attestation.cli import app as attest_app
 from teeplane.attestation.demo import run as run_demo
+from teeplane.attestation.eps.cli import app as eps_app
+from teeplane.attestation.ras.cli import app as ras_app
+from teeplane.attestation.verify_cli import verify_command
 
 app = typer.Typer(
     name="teeplane",
@@ -38,6 +42,10 @@ def _root(
 
 
 app.add_typer(attest_app, name="attest")
+app.add_typer(eps_app, name="eps")
+app.add_typer(ras_app, name="ras")
+app.add_typer(agent_app, name="agent")
+app.command("verify")(verify_command)
 
 
 @app.command()

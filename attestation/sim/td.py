@@ -1,13 +1,14 @@
 """A software trust domain: TDX measurement registers, RTMR extension, and v4 quotes.
 
 RTMRs extend as on real TDX (TDG.MR.RTMR.EXTEND): RTMR = SHA-384(RTMR || 48-byte digest). A quote
-carries the registers as they stand, signed under the TD's simulation authority.
+carries the registers as they stand, signed under the TD's simulation authority. Every extension
+is recorded, so the TD can hand out the event log that replays to its RTMRs.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 from teeplane.attestation.sim import platform
 from teeplane.attestation.sim.pki import SimulationAuthority
@@ -25,9 +26,21 @@ DEFAULT_XFAM = bytes.fromhex("e702060000000000")
 Rtmrs = tuple[bytes, bytes, bytes, bytes]
 
 
+@dataclass(frozen=True, slots=True)
+class RtmrEvent:
+    """One RTMR extension: the register (0..3), the 48-byte digest, and the event it measures."""
+
+    rtmr: int
+    digest: bytes
+    data: bytes = b""
+
+
 @dataclass(slots=True, eq=False)
 class SimulatedTd:
-    """A TD's measurement registers; `quote` signs them under `authority`."""
+    """A TD's measurement registers; `quote` signs them under `authority`.
+
+    `events` lists the RTMR extensions made since construction, in order.
+    """
 
     authority: SimulationAuthority
     _: KW_ONLY
@@ -38,6 +51,7 @@ class SimulatedTd:
     rtmrs: Rtmrs = (_ZERO48, _ZERO48, _ZERO48, _ZERO48)
     td_attributes: bytes = DEFAULT_TD_ATTRIBUTES
     xfam: bytes = DEFAULT_XFAM
+    events: list[RtmrEvent] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name in ("mrtd", "mrconfigid", "mrowner", "mrownerconfig"):
@@ -49,19 +63,23 @@ class SimulatedTd:
         for index, rtmr in enumerate(self.rtmrs):
             _check_size(rtmr, MEASUREMENT_SIZE, f"rtmr{index}")
 
-    def extend_rtmr(self, index: int, digest: bytes) -> bytes:
-        """Extend RTMR `index` (0..3) with a 48-byte digest; return the new value."""
+    def extend_rtmr(self, index: int, digest: bytes, *, data: bytes = b"") -> bytes:
+        """Extend RTMR `index` (0..3) with a 48-byte digest; return the new value.
+
+        `data` is the event the digest measures, recorded with it for the event log.
+        """
         if not 0 <= index < 4:
             raise ValueError(f"RTMR index {index} is not 0..3")
         _check_size(digest, MEASUREMENT_SIZE, "digest")
         rtmrs = list(self.rtmrs)
         rtmrs[index] = hashlib.sha384(rtmrs[index] + digest).digest()
         self.rtmrs = (rtmrs[0], rtmrs[1], rtmrs[2], rtmrs[3])
+        self.events.append(RtmrEvent(index, digest, data))
         return rtmrs[index]
 
     def extend_rtmr_event(self, index: int, data: bytes) -> bytes:
         """Extend RTMR `index` with SHA-384 of `data` (an event measured into it)."""
-        return self.extend_rtmr(index, hashlib.sha384(data).digest())
+        return self.extend_rtmr(index, hashlib.sha384(data).digest(), data=data)
 
     def report(self, report_data: bytes) -> TdReport:
         """The TD report body for `report_data` (up to 64 bytes, zero-padded as configfs-tsm does)."""

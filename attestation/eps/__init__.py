@@ -1,0 +1,1 @@
+"""The Evidence Provision Service and evidence providers (configfs-tsm, simulated TDX)."""

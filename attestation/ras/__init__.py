@@ -1,0 +1,1 @@
+"""The Remote Attestation Service: challenges, appraisal against reference values, attestation-result tokens."""

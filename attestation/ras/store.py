@@ -1,0 +1,119 @@
+"""RAS state in one SQLite file: what must survive a restart and be shared by replicas.
+
+Held: the nonce MAC key and the token signing keyring (created once, atomically, by whichever
+replica starts first), reference values and appraisal policies per workload, and the replay cache
+of used nonces (an atomic insert is the single-use check). Replicas on one host or one shared
+volume open the same file (WAL mode); writes are committed before the call returns.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    kind TEXT NOT NULL, workload TEXT NOT NULL, body TEXT NOT NULL, updated_at REAL NOT NULL,
+    PRIMARY KEY (kind, workload));
+CREATE TABLE IF NOT EXISTS used_nonces (id BLOB PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS used_nonces_expiry ON used_nonces (expires_at);
+"""
+REFERENCE_VALUES = "reference-values"
+POLICY = "policy"
+
+
+class RasStore:
+    """Durable, replica-shared RAS state (thread-safe; every write is committed on return)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def setting(self, name: str, create: Callable[[], bytes]) -> bytes:
+        """The stored value of `name`; the first caller on any replica creates it with `create`."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                return bytes(row[0])
+            value = create()
+            db.execute("INSERT INTO settings (name, value) VALUES (?, ?)", (name, value))
+            return value
+
+    def replace_setting(self, name: str, value: bytes) -> None:
+        """Overwrite a setting (e.g. the keyring after rotation)."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", (name, value))
+
+    def nonce_key(self) -> bytes:
+        """The replicas' shared nonce MAC key."""
+        return self.setting("nonce-key", lambda: secrets.token_bytes(32))
+
+    def put_document(self, kind: str, workload: str, body: str, now: datetime) -> bool:
+        """Store a document; True if it replaced an existing one."""
+        with self._transaction() as db:
+            existed = db.execute("SELECT 1 FROM documents WHERE kind = ? AND workload = ?", (kind, workload)).fetchone()
+            db.execute(
+                "INSERT OR REPLACE INTO documents (kind, workload, body, updated_at) VALUES (?, ?, ?, ?)",
+                (kind, workload, body, now.timestamp()),
+            )
+            return existed is not None
+
+    def get_document(self, kind: str, workload: str) -> str | None:
+        """A stored document, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT body FROM documents WHERE kind = ? AND workload = ?", (kind, workload)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def list_documents(self, kind: str) -> list[str]:
+        """The workloads that have a document of `kind`."""
+        with self._lock:
+            rows = self._db.execute("SELECT workload FROM documents WHERE kind = ? ORDER BY workload", (kind,))
+            return [str(r[0]) for r in rows.fetchall()]
+
+    def delete_document(self, kind: str, workload: str) -> bool:
+        """Delete a document; True if there was one."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM documents WHERE kind = ? AND workload = ?", (kind, workload))
+            return cursor.rowcount > 0
+
+    def claim(self, nonce_id: bytes, expires_at: datetime) -> bool:
+        """Record a nonce as used; False if any replica already did (the replay check)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO used_nonces (id, expires_at) VALUES (?, ?)", (nonce_id, expires_at.timestamp())
+            )
+            return cursor.rowcount == 1
+
+    def purge_used_nonces(self, now: datetime) -> int:
+        """Forget used nonces that have expired (they can no longer be presented)."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM used_nonces WHERE expires_at < ?", (now.timestamp(),)).rowcount

@@ -1,0 +1,69 @@
+"""`teeplane verify URL`: an outsider's check of a running service."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from teeplane.attestation.appraisal import Policy
+from teeplane.attestation.cli import AtOption, JsonFlag, parse_time
+from teeplane.attestation.eps.client import EpsClient
+from teeplane.attestation.errors import Code, EvidenceFormatError
+from teeplane.attestation.reference import ReferenceValues
+from teeplane.attestation.render import render_appraisal
+from teeplane.attestation.tdx.collateral import load_bundle
+from teeplane.attestation.trust import anchor_from_pem, intel_root
+from teeplane.attestation.verify import verify_service
+from teeplane.errors import TeeplaneError
+from teeplane.io import read_file
+
+
+def _reference(path: Path) -> ReferenceValues:
+    try:
+        return ReferenceValues.model_validate_json(read_file(path, "reference values"))
+    except ValidationError as exc:
+        raise EvidenceFormatError(Code.INPUT_UNREADABLE, f"reference values {path}: {exc.errors()[0]['msg']}") from None
+
+
+def verify_command(
+    url: Annotated[str, typer.Argument(help="The service's EPS base URL.")],
+    reference: Annotated[Path | None, typer.Option(help="Reference values JSON to judge the measurements.")] = None,
+    collateral: Annotated[Path | None, typer.Option(help="Collateral bundle (default: the service's).")] = None,
+    root: Annotated[Path | None, typer.Option(help="Trust anchor PEM instead of the Intel root.")] = None,
+    allow_simulated: Annotated[bool, typer.Option(help="Accept evidence under a non-Intel root.")] = False,
+    accept_tcb: Annotated[str, typer.Option(help="Accepted TCB statuses, comma-separated.")] = "UpToDate",
+    allow_debug: Annotated[bool, typer.Option(help="Accept a TD with debug enabled.")] = False,
+    at: AtOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Fetch fresh evidence for our own nonce from URL and appraise it (exit 0 accepted, 1 refused, 2 error)."""
+    try:
+        anchor = intel_root() if root is None else anchor_from_pem(read_file(root, "root"), simulated=True)
+        appraisal = verify_service(
+            EpsClient(url),
+            anchor=anchor,
+            at=parse_time(at),
+            policy=Policy(
+                accepted_tcb_statuses=frozenset(s.strip() for s in accept_tcb.split(",") if s.strip()),
+                allow_debug=allow_debug,
+                allow_simulated=allow_simulated,
+            ),
+            reference=_reference(reference) if reference else None,
+            collateral=load_bundle(read_file(collateral, "collateral")) if collateral else None,
+        )
+    except TeeplaneError as error:
+        if as_json:
+            typer.echo(json.dumps({"verified": False, "accepted": False, "errors": [error.to_dict()]}, indent=2))
+        else:
+            Console(stderr=True).print(f"[red]error[/] {error}", highlight=False)
+        raise typer.Exit(error.exit_code) from None
+    if as_json:
+        typer.echo(json.dumps(appraisal.to_json(), indent=2))
+    else:
+        render_appraisal(appraisal, Console())
+    raise typer.Exit(0 if appraisal.accepted else 1)
