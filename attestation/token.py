@@ -90,8 +90,12 @@ def build_claims(
     lifetime: timedelta = DEFAULT_LIFETIME,
     now: datetime,
     verifier_build: str,
+    replayed: bool = False,
 ) -> dict[str, Any]:
     """The EAR claims of a token for a verified appraisal (naive `now` means UTC).
+
+    `replayed` marks evidence recorded earlier, whose report data could not bind a fresh nonce
+    (RAS's explicit replay mode): the token says `teeplane.replayed` and is never "affirming".
 
     Evidence that did not verify gets no token: its first error is raised. The reference values
     matched when `record_reference` recorded a passed `reference.values` check; `baseline_id` (the
@@ -144,7 +148,7 @@ def build_claims(
         "cnf": {"jwk": dict(tee_public_jwk)},
         "submods": {
             appraisal.tee: {
-                "ear.status": _status(appraisal, vector),
+                "ear.status": _status(appraisal, vector, replayed),
                 "ear.trustworthiness-vector": vector,
                 "teeplane.measurements": dict(appraisal.measurements),
                 "teeplane.tcb-status": appraisal.tcb_status,
@@ -153,6 +157,7 @@ def build_claims(
                 "teeplane.debug": appraisal.debug,
                 "teeplane.workload": {"namespace": workload.namespace, "name": workload.name, "pod": workload.pod},
                 "teeplane.baseline-id": baseline_id,
+                "teeplane.replayed": replayed,
             }
         },
     }
@@ -195,11 +200,12 @@ def _tier(value: int) -> str:
     return "affirming" if value >= 2 else "none"
 
 
-def _status(appraisal: Appraisal, vector: Mapping[str, int]) -> str:
+def _status(appraisal: Appraisal, vector: Mapping[str, int], replayed: bool) -> str:
     if appraisal.policy_errors:
         return "contraindicated"
     worst = max((_tier(v) for v in vector.values()), key=_TIER_RANK.__getitem__)
-    return "warning" if worst == "affirming" and "executables" not in vector else worst
+    unproven = replayed or "executables" not in vector
+    return "warning" if worst == "affirming" and unproven else worst
 
 
 def _is_public_jwk(jwk: object) -> bool:

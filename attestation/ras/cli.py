@@ -50,6 +50,10 @@ def serve_command(
     at: Annotated[
         str | None, typer.Option(help="Fixed evaluation time, RFC 3339 (replaying recorded evidence).")
     ] = None,
+    replay_recorded_evidence: Annotated[
+        bool,
+        typer.Option(help="Accept recorded evidence that cannot bind a fresh nonce (needs --at; tokens say replayed)."),
+    ] = False,
 ) -> None:
     """Serve RAS on HOST:PORT until interrupted."""
     store = RasStore(state / "ras.db")
@@ -66,7 +70,10 @@ def serve_command(
         if simulation_root
         else None,
         amd_chains=tuple(read_file(p, "AMD chain") for p in amd_chain or ()),
+        replay_recorded_evidence=replay_recorded_evidence,
     )
+    if replay_recorded_evidence and at is None:
+        raise typer.BadParameter("--replay-recorded-evidence needs a fixed --at", param_hint="--at")
     if at is not None:
         fixed = datetime.fromisoformat(at)
         config.clock = lambda: fixed

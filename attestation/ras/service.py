@@ -71,6 +71,9 @@ class RasConfig:
     signing_alg: str = "ES256"
     simulation_anchor: TrustAnchor | None = None
     amd_chains: tuple[bytes, ...] = ()
+    #: Accept recorded evidence whose report data cannot bind a fresh nonce (replay and testing
+    #: only, with a fixed clock): the binding is reported as not enforced and tokens say `replayed`.
+    replay_recorded_evidence: bool = False
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -169,11 +172,16 @@ class RemoteAttestationService:
             )
         event_log = parse_event_log(b64url_decode(request.event_log, "event_log")) if request.event_log else None
         appraisal = self._appraise(request, now, policy, event_log)
+        replayed = False
         try:
             check_binding(bytes.fromhex(appraisal.measurements["report_data"]), nonce, request.runtime_data)
             appraisal.passed("binding", "report_data = SHA-512(nonce || JCS(runtime_data))")
         except AppraisalError as error:
-            appraisal.failed("binding", error)
+            if not self.config.replay_recorded_evidence:
+                appraisal.failed("binding", error)
+            else:
+                replayed = True
+                appraisal.passed("binding", f"NOT ENFORCED, replay of recorded evidence: {error.message}")
         record_reference(appraisal, reference, event_log)
         if not appraisal.accepted:
             raise AttestationRefusedError([*appraisal.errors, *appraisal.policy_errors])
@@ -188,6 +196,7 @@ class RemoteAttestationService:
             lifetime=lifetime,
             now=now,
             verifier_build=f"teeplane {__version__}",
+            replayed=replayed,
         )
         return Issued(sign(claims, self.keyring()), now + lifetime, appraisal)
 

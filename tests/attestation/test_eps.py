@@ -10,20 +10,15 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
+from processes import free_port, service
 
 from teeplane.attestation.appraisal import Appraisal, Policy
 from teeplane.attestation.binding import b64url_decode, b64url_encode, check_binding, report_data_for
@@ -392,62 +387,21 @@ def test_eps_client_refuses_a_bad_nonce_locally_and_reports_unreachable(eps: Tes
         EpsClient(http=eps).evidence(b"short")
     assert bad.value.code == "nonce.invalid"
     with pytest.raises(RemoteError) as unreachable:
-        EpsClient(f"http://127.0.0.1:{_free_port()}", timeout=2.0).evidence(bytes(32))
+        EpsClient(f"http://127.0.0.1:{free_port()}", timeout=2.0).evidence(bytes(32))
     assert unreachable.value.code == "service.unreachable"
 
 
 # `teeplane eps serve`, for real
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_healthy(base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"eps serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"eps serve did not answer /healthz within {STARTUP_TIMEOUT}s:\n{log.read_text()}")
-
-
 def test_eps_serve_answers_with_evidence_that_verifies(tmp_path: Path) -> None:
-    port, state, log = _free_port(), tmp_path / "sim", tmp_path / "eps.log"
-    command = [sys.executable, "-c", "from teeplane.cli import main; main()", "eps", "serve"]
-    options = ["--provider", "simulated", "--port", str(port), "--sim-state", str(state), "--baseline-id", "bl-1"]
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*command, *options],
-            cwd=tmp_path,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=os.environ | {"PYTHONSAFEPATH": "1"},
-        )
-    try:
-        base_url = f"http://127.0.0.1:{port}"
-        _wait_until_healthy(base_url, process, log)
-        nonce = os.urandom(32)
+    state = tmp_path / "sim"
+    options = ["--provider", "simulated", "--sim-state", str(state), "--baseline-id", "bl-1"]
+    nonce = os.urandom(32)
+    with service("eps", ["eps", "serve", *options], tmp_path) as base_url:
         client = EpsClient(base_url, timeout=10.0)
         body = client.evidence(nonce)
         client.close()
-    finally:
-        process.terminate()
-        try:
-            process.wait(SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(SHUTDOWN_TIMEOUT)
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it
-    assert process.returncode in (0, -signal.SIGTERM), log.read_text()
-    assert "Finished server process" in log.read_text()
 
     assert body.baseline_id == "bl-1" and body.simulated and body.collateral and body.event_log
     quote = parse_quote(b64url_decode(body.evidence, "evidence"))

@@ -141,7 +141,16 @@ def test_claims_follow_ear() -> None:
         "teeplane.debug": False,
         "teeplane.workload": {"namespace": "payments", "name": "ledger", "pod": "ledger-7d9f-abcde"},
         "teeplane.baseline-id": "sha256:1f2e",
+        "teeplane.replayed": False,
     }
+
+
+def test_replayed_evidence_is_never_affirming() -> None:
+    """Recorded evidence replayed without a fresh nonce is marked and at most a warning."""
+    assert _submod(_claims())["ear.status"] == "affirming"
+    replayed = _submod(_claims(replayed=True))
+    assert replayed["teeplane.replayed"] is True
+    assert replayed["ear.status"] == "warning"
 
 
 def test_naive_now_means_utc() -> None:
