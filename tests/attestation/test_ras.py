@@ -16,7 +16,7 @@ from teeplane.attestation.binding import b64url_decode, b64url_encode
 from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.nonce import DEFAULT_NONCE_LIFETIME
 from teeplane.attestation.ras.models import WorkloadIdentity
-from teeplane.attestation.reference import AppraisalPolicy
+from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.attestation.sim.td import SimulatedTd
@@ -266,3 +266,30 @@ def _solana_bundle(tdx: Path) -> bytes:
             "root_ca_crl": files.root_ca_crl.hex(),
         }
     ).encode()
+
+
+@pytest.mark.corpus
+def test_snp_report_replayed_through_ras(tmp_path: Path, authority: SimulationAuthority, corpus: Path) -> None:
+    """A genuine SEV-SNP report with its VCEK; the AMD chain comes from RAS's configuration."""
+    snp = corpus / "snp/trustee"
+    report = (snp / "test-report.bin").read_bytes()
+    chain = (snp / "milan_ask_ark_asvk.pem").read_bytes()
+    clock = Clock(datetime(2025, 1, 1, tzinfo=UTC))
+    ras = make_ras(tmp_path / "ras.db", authority, clock=clock, amd_chains=(chain,), replay_recorded_evidence=True)
+    measurement = report[0x90:0xC0].hex()
+    reference = ReferenceValues(tee="snp", measurement=[measurement], host_data=[report[0xC0:0xE0].hex()])
+    ras.service.put_reference_values(WORKLOAD.key, reference)
+    client = ras.client()
+    request = evidence_request(boot_example_td(authority), client.challenge().nonce).model_copy(
+        update={"tee": "snp", "evidence": b64url_encode(report), "event_log": None,
+                "vcek": b64url_encode((snp / "test-vcek.der").read_bytes())}
+    )  # fmt: skip
+    claims = verify_token(client.attest(request).token, client.jwks(), audience=AUDIENCE, issuer=ISSUER, now=clock.now)
+    submod = claims["submods"]["snp"]
+    assert submod["teeplane.measurements"]["measurement"] == measurement
+    assert submod["teeplane.replayed"] is True
+    no_vcek = evidence_request(boot_example_td(authority), client.challenge().nonce).model_copy(
+        update={"tee": "snp", "evidence": b64url_encode(report), "event_log": None}
+    )
+    error = refusal(ras, no_vcek)
+    assert (error.code, error.http_status) == ("snp.certificate_malformed", 400)
