@@ -3,6 +3,7 @@ routes, and running an ASGI app with uvicorn."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -77,7 +78,13 @@ def add_health_routes(app: FastAPI, ready: Callable[[], Awaitable[bool]] | None 
 
 
 def serve(app: FastAPI, host: str, port: int, *, certfile: str | None = None, keyfile: str | None = None) -> None:
-    """Run `app` with uvicorn until interrupted (TLS when a certificate is given)."""
+    """Run `app` with uvicorn until interrupted (TLS when a certificate is given).
+
+    Everything built so far is moved out of the garbage collector's view first, so full
+    collections under load walk only what requests allocate (no long pauses).
+    """
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=host,

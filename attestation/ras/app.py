@@ -67,7 +67,7 @@ def create_ras_app(service: RemoteAttestationService, admin_token_hashes: Iterab
     install_problem_handlers(app)
     add_health_routes(app)
 
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    async def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
         scheme, _, token = (authorization or "").partition(" ")
         presented = hash_admin_token(token) if scheme.lower() == "bearer" and token else ""
         if not any(hmac.compare_digest(presented, h) for h in hashes):
@@ -76,12 +76,12 @@ def create_ras_app(service: RemoteAttestationService, admin_token_hashes: Iterab
     admin = [Depends(require_admin)]
 
     @app.post("/v1/challenge", response_model=ChallengeResponse)
-    def challenge() -> ChallengeResponse:
+    async def challenge() -> ChallengeResponse:
         issued = service.challenge()
         return ChallengeResponse(nonce=b64url_encode(issued.nonce), expires_at=issued.expires_at)
 
     @app.post("/v1/attest", response_model=AttestResponse, responses={403: {}, 400: {}})
-    def attest(request: AttestRequest) -> AttestResponse:
+    async def attest(request: AttestRequest) -> AttestResponse:
         start = time.perf_counter()
         try:
             issued = service.attest(request)
@@ -95,48 +95,48 @@ def create_ras_app(service: RemoteAttestationService, admin_token_hashes: Iterab
         return AttestResponse(token=issued.token, expires_at=issued.expires_at)
 
     @app.get("/.well-known/jwks.json")
-    def jwks() -> JSONResponse:
+    async def jwks() -> JSONResponse:
         return JSONResponse(service.jwks(), headers={"Cache-Control": "max-age=60"})
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus() -> Response:
+    async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.put("/v1/reference-values" + WORKLOAD_PATH, dependencies=admin, status_code=200)
-    def put_reference_values(namespace: str, name: str, body: ReferenceValues) -> ReferenceValues:
+    async def put_reference_values(namespace: str, name: str, body: ReferenceValues) -> ReferenceValues:
         service.put_reference_values(f"{namespace}/{name}", body)
         return body
 
     @app.get("/v1/reference-values" + WORKLOAD_PATH, dependencies=admin, response_model=ReferenceValues)
-    def get_reference_values(namespace: str, name: str) -> ReferenceValues | JSONResponse:
+    async def get_reference_values(namespace: str, name: str) -> ReferenceValues | JSONResponse:
         found = service.reference_values(f"{namespace}/{name}")
         return found if found is not None else _not_found("reference values", namespace, name)
 
     @app.delete("/v1/reference-values" + WORKLOAD_PATH, dependencies=admin, status_code=204)
-    def delete_reference_values(namespace: str, name: str) -> Response:
-        deleted = service.store.delete_document(REFERENCE_VALUES, f"{namespace}/{name}")
+    async def delete_reference_values(namespace: str, name: str) -> Response:
+        deleted = service.delete_document(REFERENCE_VALUES, f"{namespace}/{name}")
         return Response(status_code=204) if deleted else _not_found("reference values", namespace, name)
 
     @app.get("/v1/reference-values", dependencies=admin, response_model=DocumentList)
-    def list_reference_values() -> DocumentList:
+    async def list_reference_values() -> DocumentList:
         return DocumentList(workloads=service.store.list_documents(REFERENCE_VALUES))
 
     @app.put("/v1/policies" + WORKLOAD_PATH, dependencies=admin)
-    def put_policy(namespace: str, name: str, body: AppraisalPolicy) -> AppraisalPolicy:
+    async def put_policy(namespace: str, name: str, body: AppraisalPolicy) -> AppraisalPolicy:
         service.put_policy(f"{namespace}/{name}", body)
         return body
 
     @app.get("/v1/policies" + WORKLOAD_PATH, dependencies=admin, response_model=AppraisalPolicy)
-    def get_policy(namespace: str, name: str) -> AppraisalPolicy:
+    async def get_policy(namespace: str, name: str) -> AppraisalPolicy:
         return service.policy(f"{namespace}/{name}")
 
     @app.delete("/v1/policies" + WORKLOAD_PATH, dependencies=admin, status_code=204)
-    def delete_policy(namespace: str, name: str) -> Response:
-        deleted = service.store.delete_document(POLICY, f"{namespace}/{name}")
+    async def delete_policy(namespace: str, name: str) -> Response:
+        deleted = service.delete_document(POLICY, f"{namespace}/{name}")
         return Response(status_code=204) if deleted else _not_found("policy", namespace, name)
 
     @app.post("/v1/admin/keys/rotate", dependencies=admin)
-    def rotate() -> dict[str, str]:
+    async def rotate() -> dict[str, str]:
         return {"kid": service.rotate_keys()}
 
     return app

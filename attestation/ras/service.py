@@ -98,6 +98,8 @@ class RemoteAttestationService:
         if config.simulation_anchor is not None:
             anchors.append(config.simulation_anchor)
         self.anchors = tuple(anchors)
+        self._documents: dict[tuple[str, str], ReferenceValues | AppraisalPolicy | None] = {}
+        self._documents_version = -1
         self._keyring_lock = threading.Lock()
         self._keyring, self._keyring_loaded = self._load_keyring(), time.monotonic()
 
@@ -133,21 +135,47 @@ class RemoteAttestationService:
 
     def put_reference_values(self, workload: str, reference: ReferenceValues) -> bool:
         """Register a workload's reference values; True if they replaced earlier ones."""
-        return self.store.put_document(REFERENCE_VALUES, workload, reference.model_dump_json(), self.config.clock())
+        replaced = self.store.put_document(REFERENCE_VALUES, workload, reference.model_dump_json(), self.config.clock())
+        self._documents.clear()
+        return replaced
 
     def reference_values(self, workload: str) -> ReferenceValues | None:
         """A workload's reference values."""
-        body = self.store.get_document(REFERENCE_VALUES, workload)
-        return ReferenceValues.model_validate_json(body) if body is not None else None
+        found = self._document(REFERENCE_VALUES, workload, ReferenceValues.model_validate_json)
+        assert found is None or isinstance(found, ReferenceValues)
+        return found
 
     def put_policy(self, workload: str, policy: AppraisalPolicy) -> bool:
         """Set a workload's appraisal policy; True if it replaced an earlier one."""
-        return self.store.put_document(POLICY, workload, policy.model_dump_json(), self.config.clock())
+        replaced = self.store.put_document(POLICY, workload, policy.model_dump_json(), self.config.clock())
+        self._documents.clear()
+        return replaced
 
     def policy(self, workload: str) -> AppraisalPolicy:
         """A workload's appraisal policy, or the default (UpToDate only, no debug, no simulation)."""
-        body = self.store.get_document(POLICY, workload)
-        return AppraisalPolicy.model_validate_json(body) if body is not None else AppraisalPolicy()
+        found = self._document(POLICY, workload, AppraisalPolicy.model_validate_json)
+        assert found is None or isinstance(found, AppraisalPolicy)
+        return found or AppraisalPolicy()
+
+    def delete_document(self, kind: str, workload: str) -> bool:
+        """Delete a workload's reference values or policy; True if there was one."""
+        deleted = self.store.delete_document(kind, workload)
+        self._documents.clear()
+        return deleted
+
+    def _document(
+        self, kind: str, workload: str, parse: Callable[[str], ReferenceValues | AppraisalPolicy]
+    ) -> ReferenceValues | AppraisalPolicy | None:
+        """A stored document, parsed once and kept until any replica changes the store."""
+        version = self.store.data_version()
+        if version != self._documents_version:
+            self._documents.clear()
+            self._documents_version = version
+        key = (kind, workload)
+        if key not in self._documents:
+            body = self.store.get_document(kind, workload)
+            self._documents[key] = parse(body) if body is not None else None
+        return self._documents[key]
 
     # --- attestation ------------------------------------------------------------------------------
 

@@ -37,7 +37,9 @@ class RasStore:
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            # WAL + NORMAL: a commit survives a crash of the process (it is in the OS's hands before
+            # the call returns); only a crash of the machine can lose the last commits.
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -55,6 +57,11 @@ class RasStore:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection (another replica) commits."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def setting(self, name: str, create: Callable[[], bytes]) -> bytes:
         """The stored value of `name`; the first caller on any replica creates it with `create`."""
