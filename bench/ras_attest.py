@@ -43,13 +43,14 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 
 from teeplane.attestation.agent import ephemeral_tee_key
 from teeplane.attestation.binding import b64url_decode, b64url_encode, report_data_for
@@ -304,36 +305,66 @@ class Probe:
             self.handler_mean = (handler[0] - self.handler[0]) / (handler[1] - self.handler[1])
 
 
-async def _post(client: httpx.AsyncClient, body: bytes) -> bool:
-    """POST /v1/attest (an empty body: POST /v1/challenge); True on 200."""
-    try:
-        if not body:
-            return (await client.post("/v1/challenge")).status_code == 200
-        return (await client.post("/v1/attest", content=body)).status_code == 200
-    except httpx.HTTPError:
-        return False
+class Connection:
+    """One keep-alive HTTP/1.1 connection with pre-serialised requests: the load generator must
+    cost far less per request than the server, which a general-purpose client does not."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
+        self._reader, self._writer, self._host = reader, writer, host
+
+    @classmethod
+    async def open(cls, base_url: str) -> Connection:
+        """Connect to `http://host:port`."""
+        host, port = base_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        return cls(reader, writer, host)
+
+    async def post(self, body: bytes) -> bool:
+        """POST /v1/attest (an empty body: POST /v1/challenge); True on 200."""
+        path = b"/v1/attest" if body else b"/v1/challenge"
+        head = b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
+            path,
+            self._host.encode(),
+            len(body),
+        )
+        self._writer.write(head + body)
+        try:
+            status_and_headers = await self._reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return False
+        length = 0
+        for line in status_and_headers.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self._reader.readexactly(length)
+        return status_and_headers.startswith(b"HTTP/1.1 200")
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self._writer.close()
+        await self._writer.wait_closed()
 
 
 @asynccontextmanager
-async def connections(base_url: str, count: int) -> AsyncIterator[list[httpx.AsyncClient]]:
-    """`count` clients of one keep-alive connection each (one shared pool costs the client more CPU)."""
-    async with AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    headers={"content-type": "application/json"},
-                    timeout=30.0,
-                )
-            )
-            for _ in range(count)
-        ]
-        yield clients
+async def connections(base_url: str, count: int) -> AsyncIterator[list[Connection]]:
+    """`count` keep-alive connections."""
+    opened = [await Connection.open(base_url) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for connection in opened:
+            await connection.close()
 
 
 async def closed_loop(
-    base_url: str, pid: int, bodies: list[bytes], concurrency: int, seconds: float, label: str = "closed"
+    base_url: str,
+    metrics: httpx.AsyncClient,
+    pid: int,
+    bodies: list[bytes],
+    concurrency: int,
+    seconds: float,
+    label: str = "closed",
 ) -> Run:
     """`concurrency` connections each send the next body as soon as their previous response arrived
     (an empty body: POST /v1/challenge instead)."""
@@ -341,24 +372,32 @@ async def closed_loop(
     latencies: list[float] = []
     errors = 0
 
-    async def worker(client: httpx.AsyncClient, deadline: float) -> None:
+    async def worker(client: Connection, deadline: float) -> None:
         nonlocal errors
         for body in queue:
             if time.perf_counter() > deadline:
                 return
             start = time.perf_counter()
-            if await _post(client, body):
+            if await client.post(body):
                 latencies.append(time.perf_counter() - start)
             else:
                 errors += 1
 
-    async with connections(base_url, concurrency) as clients, Probe(clients[0], pid) as probe:
+    async with connections(base_url, concurrency) as clients, Probe(metrics, pid) as probe:
         deadline = time.perf_counter() + seconds
         await asyncio.gather(*(worker(client, deadline) for client in clients))
     return _run(f"{label} c={concurrency}", concurrency, None, latencies, errors, probe)
 
 
-async def open_loop(base_url: str, pid: int, bodies: list[bytes], rate: float, seconds: float, concurrency: int) -> Run:
+async def open_loop(
+    base_url: str,
+    metrics: httpx.AsyncClient,
+    pid: int,
+    bodies: list[bytes],
+    rate: float,
+    seconds: float,
+    concurrency: int,
+) -> Run:
     """Send at a fixed rate whatever the responses, over up to `concurrency` connections; latency
     counts from each request's scheduled send time (so time queued behind busy connections counts)."""
     count = min(len(bodies), int(rate * seconds))
@@ -366,16 +405,16 @@ async def open_loop(base_url: str, pid: int, bodies: list[bytes], rate: float, s
     errors = 0
     queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    async def worker(client: Connection) -> None:
         nonlocal errors
         while (item := await queue.get()) is not None:
             body, scheduled = item
-            if await _post(client, body):
+            if await client.post(body):
                 latencies.append(time.perf_counter() - scheduled)
             else:
                 errors += 1
 
-    async with connections(base_url, concurrency) as clients, Probe(clients[0], pid) as probe:
+    async with connections(base_url, concurrency) as clients, Probe(metrics, pid) as probe:
         workers = [asyncio.create_task(worker(client)) for client in clients]
         start = time.perf_counter() + 0.01
         for index, body in enumerate(bodies[:count]):
@@ -487,22 +526,22 @@ async def load(base_url: str, sim: Simulation, pid: int, args: argparse.Namespac
     the open loop at `--open-fraction` (80 %) of saturation."""
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
-        warm_run = await closed_loop(base_url, pid, await prepare(client, sim.td, 200), 4, args.seconds)
+        warm_run = await closed_loop(base_url, client, pid, await prepare(client, sim.td, 200), 4, args.seconds)
         if warm_run.errors:
             raise RuntimeError(f"warm-up: {warm_run.errors} attestations refused")
         closed = []
         for concurrency in args.concurrency:
             bodies = await prepare(client, sim.td, args.requests)
-            closed.append(await closed_loop(base_url, pid, bodies, concurrency, args.seconds))
+            closed.append(await closed_loop(base_url, client, pid, bodies, concurrency, args.seconds))
         best = max(closed, key=lambda run: run.per_s)
         control = await closed_loop(
-            base_url, pid, [b""] * args.requests, best.concurrency or 1, args.seconds, "challenge"
+            base_url, client, pid, [b""] * args.requests, best.concurrency or 1, args.seconds, "challenge"
         )
         rate = args.open_fraction * best.per_s
         if rate <= 0 or args.open_seconds <= 0:
             return closed, control, None
         bodies = await prepare(client, sim.td, int(rate * args.open_seconds))
-    opened = await open_loop(base_url, pid, bodies, rate, args.open_seconds, args.open_connections)
+        opened = await open_loop(base_url, client, pid, bodies, rate, args.open_seconds, args.open_connections)
     return closed, control, opened
 
 
@@ -523,7 +562,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         with ras_server(sim, port, server_cpu, args.profile) as process:
             base_url = f"http://{HOST}:{port}"
             register_workload(base_url, sim.td)
-            closed, control, opened = asyncio.run(load(base_url, sim, process.pid, args))
+            closed, control, opened = uvloop.run(load(base_url, sim, process.pid, args))
     best = max(closed, key=lambda run: run.per_s)
     server_ms = best.server_cpu_ms_per_request
     overhead_ms = round(server_ms - bare.cpu * 1e3, 3) if server_ms is not None else None

@@ -293,3 +293,13 @@ def test_snp_report_replayed_through_ras(tmp_path: Path, authority: SimulationAu
     )
     error = refusal(ras, no_vcek)
     assert (error.code, error.http_status) == ("snp.certificate_malformed", 400)
+
+
+def test_expired_nonces_are_purged_from_the_replay_cache(ras: Ras, authority: SimulationAuthority) -> None:
+    td, client = boot_example_td(authority), ras.client()
+    client.attest(evidence_request(td, client.challenge().nonce))
+    count = "SELECT COUNT(*) FROM used_nonces"
+    assert ras.service.store._db.execute(count).fetchone()[0] == 1
+    ras.clock.now = NOW + DEFAULT_NONCE_LIFETIME + timedelta(minutes=2)
+    client.challenge()
+    assert ras.service.store._db.execute(count).fetchone()[0] == 0
