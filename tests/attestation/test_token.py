@@ -456,7 +456,8 @@ def test_wrong_audience_and_issuer(ring: KeyRing) -> None:
 
 
 @pytest.mark.parametrize(
-    "cnf", [None, {}, {"jwk": None}, {"jwk": {"crv": "P-256"}}, {"jwk": ECKey.generate_key("P-256").as_dict(private=True)}]
+    "cnf",
+    [None, {}, {"jwk": None}, {"jwk": {"crv": "P-256"}}, {"jwk": ECKey.generate_key("P-256").as_dict(private=True)}],
 )
 def test_cnf_must_hold_a_public_jwk(ring: KeyRing, cnf: dict[str, Any] | None) -> None:
     claims = {k: v for k, v in _claims().items() if k != "cnf"} | ({"cnf": cnf} if cnf is not None else {})
