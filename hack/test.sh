@@ -2,6 +2,17 @@
 # The test command: lint, type check, then every test. Installs what it needs on first run.
 source "$(dirname "$0")/env.sh"
 
+# Real parts the tests start: SoftHSM2 (a PKCS#11 token) and etcd (built once into a cache).
+if ! command -v softhsm2-util >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq softhsm2) >/dev/null
+  else
+    echo "the tests need SoftHSM2: sudo apt-get install softhsm2" >&2
+    exit 2
+  fi
+fi
+hack/etcd.sh >/dev/null
+
 echo "== ruff"
 ruff check .
 ruff format --check .

@@ -23,6 +23,15 @@ def _workload(value: str) -> str:
 
 
 Workload = Annotated[str, AfterValidator(_workload)]
+TeeType = Literal["tdx", "snp"]
+
+
+def _all_tee_types() -> list[TeeType]:
+    return ["tdx", "snp"]
+
+
+def _up_to_date_only() -> list[TcbStatus]:
+    return ["UpToDate"]
 
 
 class _Model(BaseModel):
@@ -43,8 +52,8 @@ class ReleasePolicy(_Model):
     workloads: list[Workload] = Field(min_length=1, description="namespace/name of workloads that may receive it")
     baselines: list[str] = Field(default_factory=list, description="accepted baseline IDs")
     any_baseline: bool = False
-    tee_types: list[Literal["tdx", "snp"]] = Field(default_factory=lambda: ["tdx", "snp"], min_length=1)
-    tcb_statuses: list[TcbStatus] = Field(default_factory=lambda: ["UpToDate"], min_length=1)
+    tee_types: list[TeeType] = Field(default_factory=_all_tee_types, min_length=1)
+    tcb_statuses: list[TcbStatus] = Field(default_factory=_up_to_date_only, min_length=1)
     allow_simulated: bool = False
     require_latest_version: bool = False
 
