@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS used_nonces (id BLOB PRIMARY KEY, expires_at REAL NOT
 CREATE INDEX IF NOT EXISTS used_nonces_expiry ON used_nonces (expires_at);
 """
 REFERENCE_VALUES = "reference-values"
+CHECKPOINT_INTERVAL = 1.0
 POLICY = "policy"
 
 
@@ -40,10 +41,25 @@ class RasStore:
             # WAL + NORMAL: a commit survives a crash of the process (it is in the OS's hands before
             # the call returns); only a crash of the machine can lose the last commits.
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints (which fsync) run on a background thread, not inline in a request.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(_SCHEMA)
+        self._stop = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(path,), daemon=True)
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, path: Path) -> None:
+        db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        try:
+            while not self._stop.wait(CHECKPOINT_INTERVAL):
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     def close(self) -> None:
-        """Close the database."""
+        """Stop checkpointing and close the database."""
+        self._stop.set()
+        self._checkpointer.join()
         with self._lock:
             self._db.close()
 
