@@ -10,9 +10,15 @@ Layout under `/teeplane/tks/`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import aetcd
+
+_T = TypeVar("_T")
+#: Errors after which an operation is tried again: a member died or an election is under way.
+RETRYABLE = (aetcd.ConnectionTimeoutError, aetcd.ConnectionFailedError, aetcd.InternalError)
 
 PREFIX = b"/teeplane/tks/"
 KEYS = PREFIX + b"keys/"
@@ -63,3 +69,19 @@ def parse_key(etcd_key: bytes) -> tuple[str, int | None] | None:
     if len(parts) == 3 and parts[1] == b"v" and parts[2].isdigit():
         return parts[0].decode(), int(parts[2])
     return None
+
+
+async def retrying(operation: Callable[[], Awaitable[_T]], attempts: int = 5, pause: float = 0.1) -> _T:
+    """Run an etcd operation, again after a member failure or election (a bounded number of times).
+
+    Only for operations that are safe to repeat: puts of whole values, and transactions whose
+    comparisons make a repeat fail instead of applying twice.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await operation()
+        except RETRYABLE:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(pause * attempt)
+    raise AssertionError("unreachable")
