@@ -95,6 +95,7 @@ class Code(StrEnum):
     PROVIDER_GENERATION_CONFLICT = "provider.generation_conflict"
 
     # tokens
+    TOKEN_MISSING = "token.missing"
     TOKEN_MALFORMED = "token.malformed"
     TOKEN_ALG_REJECTED = "token.alg_rejected"
     TOKEN_UNKNOWN_KID = "token.unknown_kid"

@@ -5,7 +5,7 @@ Layout under `/teeplane/tks/`:
     keys/<id>/meta           KeyMetadata JSON (no key material)
     keys/<id>/v/<00000001>   the sealed envelope of version 1 (ciphertext only)
     leader                   the leader's member id, under the leader's lease
-    members/<member id>      the member's advertised URL, under its lease
+    members/<member id>      {"id", "url"} of the member, under its lease
 """
 
 from __future__ import annotations
