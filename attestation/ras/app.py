@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Iterable
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -23,21 +20,11 @@ from teeplane.attestation.ras.models import (
 from teeplane.attestation.ras.service import RemoteAttestationService
 from teeplane.attestation.ras.store import POLICY, REFERENCE_VALUES
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
+from teeplane.auth import admin_dependency
 from teeplane.errors import TeeplaneError
 from teeplane.http import add_health_routes, install_problem_handlers, problem
 
 WORKLOAD_PATH = "/{namespace}/{name}"
-
-
-class AdminAuthError(TeeplaneError):
-    """Missing or wrong admin credentials."""
-
-    http_status = 401
-
-
-def hash_admin_token(token: str) -> str:
-    """How admin tokens are stored: `sha256:<hex>`."""
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
 
 
 class Metrics:
@@ -67,13 +54,7 @@ def create_ras_app(service: RemoteAttestationService, admin_token_hashes: Iterab
     install_problem_handlers(app)
     add_health_routes(app)
 
-    async def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        presented = hash_admin_token(token) if scheme.lower() == "bearer" and token else ""
-        if not any(hmac.compare_digest(presented, h) for h in hashes):
-            raise AdminAuthError("auth.admin_required", "a valid admin bearer token is required")
-
-    admin = [Depends(require_admin)]
+    admin = [Depends(admin_dependency(hashes))]
 
     @app.post("/v1/challenge", response_model=ChallengeResponse)
     async def challenge() -> ChallengeResponse:

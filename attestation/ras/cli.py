@@ -8,12 +8,13 @@ from typing import Annotated
 
 import typer
 
-from teeplane.attestation.ras.app import create_ras_app, hash_admin_token
+from teeplane.attestation.ras.app import create_ras_app
 from teeplane.attestation.ras.collateral import CollateralCache
 from teeplane.attestation.ras.service import RasConfig, RemoteAttestationService
 from teeplane.attestation.ras.store import RasStore
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import anchor_from_pem
+from teeplane.auth import hash_admin_token
 from teeplane.errors import InputError
 from teeplane.http import serve
 from teeplane.io import read_file

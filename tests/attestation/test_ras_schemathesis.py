@@ -30,7 +30,7 @@ from schemathesis.schemas import BaseSchema
 from teeplane.attestation.agent import ephemeral_tee_key
 from teeplane.attestation.binding import b64url_encode, report_data_for
 from teeplane.attestation.demo import boot_example_td
-from teeplane.attestation.ras.app import create_ras_app, hash_admin_token
+from teeplane.attestation.ras.app import create_ras_app
 from teeplane.attestation.ras.collateral import CollateralCache
 from teeplane.attestation.ras.service import RasConfig, RemoteAttestationService
 from teeplane.attestation.ras.store import RasStore
@@ -40,6 +40,7 @@ from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import TrustAnchor
+from teeplane.auth import hash_admin_token
 from teeplane.errors import TeeplaneError
 from teeplane.http import PROBLEM_JSON
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from teeplane.attestation.agent import ephemeral_tee_key
 from teeplane.attestation.binding import b64url_decode, b64url_encode, report_data_for
 from teeplane.attestation.demo import boot_example_td
-from teeplane.attestation.ras.app import create_ras_app, hash_admin_token
+from teeplane.attestation.ras.app import create_ras_app
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.collateral import CollateralCache
 from teeplane.attestation.ras.models import AttestRequest, WorkloadIdentity
@@ -27,6 +27,7 @@ from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import TrustAnchor
+from teeplane.auth import hash_admin_token
 
 ADMIN_TOKEN = "test-admin-token"
 WORKLOAD = WorkloadIdentity(namespace="payments", name="ledger", pod="ledger-0")
