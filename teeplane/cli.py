@@ -16,6 +16,7 @@ from teeplane.attestation.demo import run as run_demo
 from teeplane.attestation.eps.cli import app as eps_app
 from teeplane.attestation.ras.cli import app as ras_app
 from teeplane.attestation.verify_cli import verify_command
+from teeplane.tks.cli import app as tks_app
 
 app = typer.Typer(
     name="teeplane",
@@ -45,6 +46,7 @@ app.add_typer(attest_app, name="attest")
 app.add_typer(eps_app, name="eps")
 app.add_typer(ras_app, name="ras")
 app.add_typer(agent_app, name="agent")
+app.add_typer(tks_app, name="tks")
 app.command("verify")(verify_command)
 
 

@@ -36,10 +36,10 @@ def run_teeplane(*args: str, cwd: Path, timeout: float = 60.0) -> subprocess.Com
 
 
 @contextmanager
-def service(name: str, args: list[str], workdir: Path) -> Iterator[str]:
+def service(name: str, args: list[str], workdir: Path, ready_path: str = "/healthz") -> Iterator[str]:
     """Run `teeplane <args> --port P` until the block ends; yield its base URL.
 
-    Fails the test if the process dies, does not answer /healthz in time, or does not shut down
+    Fails the test if the process dies, does not answer `ready_path` in time, or does not shut down
     cleanly on SIGTERM (uvicorn finishes its server, then re-raises the signal).
     """
     port = free_port()
@@ -54,7 +54,7 @@ def service(name: str, args: list[str], workdir: Path) -> Iterator[str]:
         )
     base_url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_healthy(name, base_url, process, log)
+        _wait_until_ready(name, base_url + ready_path, process, log)
         yield base_url
     finally:
         process.terminate()
@@ -67,15 +67,15 @@ def service(name: str, args: list[str], workdir: Path) -> Iterator[str]:
     assert "Finished server process" in log.read_text()
 
 
-def _wait_until_healthy(name: str, base_url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"{name} exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    pytest.fail(f"{name} did not answer /healthz within {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+    pytest.fail(f"{name} did not answer {url} within {STARTUP_TIMEOUT}s:\n{log.read_text()}")
