@@ -40,7 +40,9 @@ def serve_command(
     advertise_url: Annotated[str | None, typer.Option(help="URL other replicas reach this one at.")] = None,
     issuer: Annotated[str, typer.Option(help="Accepted token issuer.")] = "https://ras.teeplane.local",
     audience: Annotated[str, typer.Option(help="This service's token audience.")] = "teeplane-tks",
-    lease_ttl: Annotated[int, typer.Option(help="Leader lease TTL in seconds.")] = 2,
+    lease_ttl: Annotated[
+        int, typer.Option(help="Leader lease TTL in seconds (etcd raises it to its own minimum).")
+    ] = 1,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8600,
 ) -> None:

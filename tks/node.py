@@ -24,7 +24,7 @@ class NodeConfig:
     advertise_url: str
     issuer: str
     audience: str
-    lease_ttl: int = 2
+    lease_ttl: int = 1
 
 
 class TksNode:
@@ -32,7 +32,8 @@ class TksNode:
 
     def __init__(self, config: NodeConfig, kek: KekProvider, fetch_jwks: Callable[[], Mapping[str, Any]]) -> None:
         self.config = config
-        self.client = connect(config.etcd_endpoints)
+        # a short RPC deadline: a call caught on a member that just died is retried elsewhere at once
+        self.client = connect(config.etcd_endpoints, timeout=1)
         self.view = KeyView(self.client)
         self.election = LeaderElection(self.client, config.member_id, config.advertise_url, ttl=config.lease_ttl)
         self.keys = KeyServer(self.client, kek)

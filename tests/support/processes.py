@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -35,36 +36,70 @@ def run_teeplane(*args: str, cwd: Path, timeout: float = 60.0) -> subprocess.Com
     )
 
 
+@dataclass
+class Service:
+    """A `teeplane` service process on a loopback port."""
+
+    name: str
+    args: list[str]
+    workdir: Path
+    ready_path: str = "/healthz"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self) -> None:
+        """Start the process (again, on the same port) and wait until it is ready."""
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [*TEEPLANE, *self.args, "--port", str(self.port)],
+                cwd=self.workdir,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=os.environ | {"PYTHONSAFEPATH": "1"},
+            )
+        _wait_until_ready(self.name, self.url + self.ready_path, self.process, self.log)
+
+    def kill(self) -> None:
+        """SIGKILL the process."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(SHUTDOWN_TIMEOUT)
+
+    def stop(self) -> None:
+        """SIGTERM, and check the server finished cleanly (uvicorn re-raises the signal after)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(SHUTDOWN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(SHUTDOWN_TIMEOUT)
+        assert self.process.returncode in (0, -signal.SIGTERM), self.log.read_text()
+        assert "Finished server process" in self.log.read_text()
+
+
 @contextmanager
 def service(name: str, args: list[str], workdir: Path, ready_path: str = "/healthz") -> Iterator[str]:
     """Run `teeplane <args> --port P` until the block ends; yield its base URL.
 
     Fails the test if the process dies, does not answer `ready_path` in time, or does not shut down
-    cleanly on SIGTERM (uvicorn finishes its server, then re-raises the signal).
+    cleanly on SIGTERM.
     """
-    port = free_port()
-    log = workdir / f"{name}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [*TEEPLANE, *args, "--port", str(port)],
-            cwd=workdir,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=os.environ | {"PYTHONSAFEPATH": "1"},
-        )
-    base_url = f"http://127.0.0.1:{port}"
+    running = Service(name, args, workdir, ready_path)
     try:
-        _wait_until_ready(name, base_url + ready_path, process, log)
-        yield base_url
+        running.start()
+        yield running.url
     finally:
-        process.terminate()
-        try:
-            process.wait(SHUTDOWN_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(SHUTDOWN_TIMEOUT)
-    assert process.returncode in (0, -signal.SIGTERM), log.read_text()
-    assert "Finished server process" in log.read_text()
+        running.stop()
 
 
 def _wait_until_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
