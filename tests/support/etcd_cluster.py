@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
