@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from processes import free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -119,7 +120,8 @@ class EtcdCluster:
 @contextmanager
 def etcd_cluster(workdir: Path, size: int = 1) -> Iterator[EtcdCluster]:
     """A fresh etcd cluster of `size` members under `workdir`, stopped at the end."""
-    members = [Member(f"etcd{i}", free_port(), free_port(), workdir / f"etcd{i}.data") for i in range(size)]
+    ports = free_ports(2 * size)
+    members = [Member(f"etcd{i}", ports[2 * i], ports[2 * i + 1], workdir / f"etcd{i}.data") for i in range(size)]
     cluster = EtcdCluster(etcd_binaries(), members, workdir)
     cluster.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in members)
     try:
