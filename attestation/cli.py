@@ -45,7 +45,17 @@ def parse_time(value: str | None) -> datetime:
     return at.astimezone(UTC)
 
 
-def _finish(appraisal: Appraisal, as_json: bool) -> None:
+def policy_from_options(accept_tcb: str, allow_debug: bool, allow_simulated: bool) -> Policy:
+    """The appraisal policy the CLI options describe (`--accept-tcb` is comma-separated)."""
+    return Policy(
+        accepted_tcb_statuses=frozenset(s.strip() for s in accept_tcb.split(",") if s.strip()),
+        allow_debug=allow_debug,
+        allow_simulated=allow_simulated,
+    )
+
+
+def finish(appraisal: Appraisal, as_json: bool) -> None:
+    """Print the verdict (JSON or tables) and exit 0 if accepted, 1 if refused."""
     if as_json:
         typer.echo(json.dumps(appraisal.to_json(), indent=2))
     else:
@@ -53,7 +63,8 @@ def _finish(appraisal: Appraisal, as_json: bool) -> None:
     raise typer.Exit(0 if appraisal.accepted else 1)
 
 
-def _fail(error: TeeplaneError, as_json: bool) -> None:
+def fail(error: TeeplaneError, as_json: bool) -> None:
+    """Print a typed error (JSON or text) and exit with its exit code."""
     if as_json:
         typer.echo(json.dumps({"verified": False, "accepted": False, "errors": [error.to_dict()]}, indent=2))
     else:
@@ -120,15 +131,11 @@ def verify_quote(
         bundle = _collateral(collateral, tcb_info, qe_identity, tcb_signing_chain, pck_crl, root_ca_crl)
         anchor = intel_root() if root is None else anchor_from_pem(read_file(root, "root"), simulated=True)
         log = parse_event_log(read_file(eventlog, "event log")) if eventlog else None
-        policy = Policy(
-            accepted_tcb_statuses=frozenset(s.strip() for s in accept_tcb.split(",") if s.strip()),
-            allow_debug=allow_debug,
-            allow_simulated=allow_simulated,
-        )
+        policy = policy_from_options(accept_tcb, allow_debug, allow_simulated)
     except TeeplaneError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
-    _finish(appraise_quote(parsed, bundle, anchor, when, policy, event_log=log), as_json)
+    finish(appraise_quote(parsed, bundle, anchor, when, policy, event_log=log), as_json)
 
 
 @app.command("verify-snp")
@@ -148,6 +155,6 @@ def verify_snp(
         when = parse_time(at)
         appraisal = appraise_snp(data, cert_bytes, chain_bytes, when, Policy(allow_debug=allow_debug))
     except TeeplaneError as error:
-        _fail(error, as_json)
+        fail(error, as_json)
         return
-    _finish(appraisal, as_json)
+    finish(appraisal, as_json)

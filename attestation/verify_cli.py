@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from teeplane.attestation.appraisal import Policy
-from teeplane.attestation.cli import AtOption, JsonFlag, parse_time
+from teeplane.attestation.cli import AtOption, JsonFlag, fail, finish, parse_time, policy_from_options
 from teeplane.attestation.eps.client import EpsClient
 from teeplane.attestation.errors import Code, EvidenceFormatError
 from teeplane.attestation.reference import ReferenceValues
-from teeplane.attestation.render import render_appraisal
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import anchor_from_pem, intel_root
 from teeplane.attestation.verify import verify_service
@@ -48,22 +44,11 @@ def verify_command(
             EpsClient(url),
             anchor=anchor,
             at=parse_time(at),
-            policy=Policy(
-                accepted_tcb_statuses=frozenset(s.strip() for s in accept_tcb.split(",") if s.strip()),
-                allow_debug=allow_debug,
-                allow_simulated=allow_simulated,
-            ),
+            policy=policy_from_options(accept_tcb, allow_debug, allow_simulated),
             reference=_reference(reference) if reference else None,
             collateral=load_bundle(read_file(collateral, "collateral")) if collateral else None,
         )
     except TeeplaneError as error:
-        if as_json:
-            typer.echo(json.dumps({"verified": False, "accepted": False, "errors": [error.to_dict()]}, indent=2))
-        else:
-            Console(stderr=True).print(f"[red]error[/] {error}", highlight=False)
-        raise typer.Exit(error.exit_code) from None
-    if as_json:
-        typer.echo(json.dumps(appraisal.to_json(), indent=2))
-    else:
-        render_appraisal(appraisal, Console())
-    raise typer.Exit(0 if appraisal.accepted else 1)
+        fail(error, as_json)
+        return
+    finish(appraisal, as_json)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -63,18 +62,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def add_health_routes(app: FastAPI, ready: Callable[[], Awaitable[bool]] | None = None) -> None:
-    """`/healthz` (the process answers) and `/readyz` (the service can do its job)."""
+def add_health_routes(app: FastAPI) -> None:
+    """`/healthz` and `/readyz` for a service that is ready as soon as it answers."""
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        if ready is None or await ready():
-            return JSONResponse({"status": "ready"})
-        return problem(503, "service.not_ready", "not ready")
+    async def readyz() -> dict[str, str]:
+        return {"status": "ready"}
 
 
 def serve(app: FastAPI, host: str, port: int, *, certfile: str | None = None, keyfile: str | None = None) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from teeplane.attestation.binding import b64url_encode
 from teeplane.errors import InputError, RefusedError
 from teeplane.tks.kek import KekProvider, KekUnwrapError
 
@@ -55,10 +56,6 @@ def _refused(message: str, where: str) -> RefusedError:
     return RefusedError(ENVELOPE_INVALID, message, where=where)
 
 
-def _b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _b64decode(text: str, field: str) -> bytes:
     """Strict unpadded base64url: one encoding per value."""
     if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
@@ -67,7 +64,7 @@ def _b64decode(text: str, field: str) -> bytes:
         data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise _malformed(f"{field} is not unpadded base64url", field) from None
-    if _b64encode(data) != text:
+    if b64url_encode(data) != text:
         raise _malformed(f"{field} is not canonical base64url", field)
     return data
 
@@ -107,10 +104,10 @@ class Envelope:
         """Compact JSON, keys sorted, binary fields in unpadded base64url."""
         fields = {
             "alg": self.alg,
-            "ciphertext": _b64encode(self.ciphertext),
+            "ciphertext": b64url_encode(self.ciphertext),
             "kek_id": self.kek_id,
-            "nonce": _b64encode(self.nonce),
-            "wrapped_dek": _b64encode(self.wrapped_dek),
+            "nonce": b64url_encode(self.nonce),
+            "wrapped_dek": b64url_encode(self.wrapped_dek),
         }
         return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode("ascii")
 

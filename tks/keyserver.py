@@ -8,7 +8,6 @@ cannot apply twice. A write returns only after etcd committed it, with the revis
 
 from __future__ import annotations
 
-import base64
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from functools import partial
 
 import aetcd
 
+from teeplane.attestation.binding import b64url_decode
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.tks.envelope import seal
 from teeplane.tks.etcd import key_prefix, meta_key, retrying, version_key
@@ -136,7 +136,4 @@ def _material(kind: KeyKind, value: str | None) -> bytes:
     if kind is KeyKind.AES256:
         return secrets.token_bytes(AES256_BYTES)
     assert value is not None
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except ValueError:
-        raise InputError("request.invalid", "`value` is not base64url", where="value") from None
+    return b64url_decode(value, "value")

@@ -9,14 +9,13 @@ from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
 from teeplane import __version__
-from teeplane.attestation.binding import b64url_encode, report_data_for
+from teeplane.attestation.binding import b64url_decode, b64url_encode, report_data_for
 from teeplane.attestation.eps.models import (
     DISCOVERY_PATH,
     EVIDENCE_PATH,
     Discovery,
     EvidenceRequest,
     EvidenceResponse,
-    decode_b64url,
 )
 from teeplane.attestation.eps.provider import EvidenceProvider
 from teeplane.http import add_health_routes, install_problem_handlers
@@ -44,7 +43,7 @@ def create_eps_app(
     def evidence(request: EvidenceRequest) -> EvidenceResponse:
         """Evidence whose report data binds the nonce and the runtime data."""
         runtime_data = request.runtime_data if request.runtime_data is not None else own_runtime_data
-        produced = provider.evidence(report_data_for(decode_b64url(request.nonce), runtime_data))
+        produced = provider.evidence(report_data_for(b64url_decode(request.nonce, "nonce"), runtime_data))
         return EvidenceResponse(
             tee=produced.tee,
             evidence=b64url_encode(produced.evidence),

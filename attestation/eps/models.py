@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from teeplane.attestation.binding import b64url_decode
 from teeplane.attestation.eps.provider import Tee
+from teeplane.attestation.errors import EvidenceFormatError
 
 EVIDENCE_PATH = "/v1/evidence"
 DISCOVERY_PATH = "/.well-known/teeplane"
@@ -15,12 +16,6 @@ DISCOVERY_PATH = "/.well-known/teeplane"
 MIN_NONCE_SIZE = 16
 MAX_NONCE_SIZE = 64
 _B64URL = r"^[A-Za-z0-9_-]*={0,2}$"
-
-
-def decode_b64url(text: str) -> bytes:
-    """Decode base64url, padded or not; ValueError if it is not."""
-    stripped = text.rstrip("=")
-    return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
 
 
 class EvidenceRequest(BaseModel):
@@ -42,8 +37,8 @@ class EvidenceRequest(BaseModel):
     @classmethod
     def _nonce_size(cls, value: str) -> str:
         try:
-            size = len(decode_b64url(value))
-        except ValueError:
+            size = len(b64url_decode(value, "nonce"))
+        except EvidenceFormatError:
             raise ValueError("nonce is not base64url") from None
         if not MIN_NONCE_SIZE <= size <= MAX_NONCE_SIZE:
             raise ValueError(f"nonce must be {MIN_NONCE_SIZE}..{MAX_NONCE_SIZE} bytes, got {size}")

@@ -49,8 +49,3 @@ class CollateralCache:
             if info.issue_date <= at <= info.next_update:
                 return collateral
         return bundles[0] if bundles else None
-
-    def next_updates(self) -> dict[str, str]:
-        """FMSPC -> nextUpdate of its newest TCB Info (for status pages)."""
-        with self._lock:
-            return {f.hex(): b[0].tcb_info_model.next_update.isoformat() for f, b in self._by_fmspc.items() if b}

@@ -252,5 +252,11 @@ class RemoteAttestationService:
         if not self.config.amd_chains:
             raise EvidenceFormatError(Code.SNP_CERTIFICATE_MALFORMED, "this RAS has no AMD chain configured")
         vcek = b64url_decode(request.vcek, "vcek")
-        results = [appraise_snp(report, vcek, chain, now, policy.to_policy()) for chain in self.config.amd_chains]
-        return next((r for r in results if r.verified), results[0])
+        first: Appraisal | None = None
+        for chain in self.config.amd_chains:
+            appraisal = appraise_snp(report, vcek, chain, now, policy.to_policy())
+            if appraisal.verified:
+                return appraisal
+            first = first or appraisal
+        assert first is not None
+        return first

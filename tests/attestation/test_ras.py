@@ -303,3 +303,13 @@ def test_expired_nonces_are_purged_from_the_replay_cache(ras: Ras, authority: Si
     ras.clock.now = NOW + DEFAULT_NONCE_LIFETIME + timedelta(minutes=2)
     client.challenge()
     assert ras.service.store._db.execute(count).fetchone()[0] == 0
+
+
+def test_unregistered_workload_is_refused(ras: Ras, authority: SimulationAuthority) -> None:
+    """What the operator's finalizer does on delete: afterwards the workload gets no token."""
+    ras.client(admin=True).delete_reference_values(WORKLOAD.namespace, WORKLOAD.name)
+    error = refusal(ras, evidence_request(boot_example_td(authority), ras.client().challenge().nonce))
+    assert error.code == "policy.unknown_workload"
+    with pytest.raises(RemoteError) as missing:
+        ras.client(admin=True).delete_reference_values(WORKLOAD.namespace, WORKLOAD.name)
+    assert (missing.value.code, missing.value.http_status) == ("request.not_found", 404)
