@@ -28,5 +28,5 @@ def raise_for_problem(response: httpx.Response) -> None:
     except ValueError:
         body = {}
     code = str(body.get("code", f"http.{response.status_code}"))
-    detail = str(body.get("detail", response.reason_phrase))
+    detail = str(body.get("detail", response.reason_phrase)).removeprefix(f"{code}: ")
     raise RemoteError(code, detail, response.status_code, body.get("errors"))

@@ -16,6 +16,7 @@ from teeplane import __version__
 from teeplane.auth import admin_dependency
 from teeplane.errors import TeeplaneError
 from teeplane.http import install_problem_handlers, problem
+from teeplane.tks.kbs_app import kbs_router
 from teeplane.tks.keyserver import KeyNotFoundError
 from teeplane.tks.models import CreateKey, KeyMetadata, ReleasePolicy, RotateKey
 from teeplane.tks.node import TksNode
@@ -24,9 +25,10 @@ FORWARDED = "x-teeplane-forwarded-by"
 JOSE = "application/jose"
 
 
-def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str]) -> FastAPI:
-    """The TKS application for one replica."""
+def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str], *, ras_url: str | None = None) -> FastAPI:
+    """The TKS application for one replica; `ras_url` enables the KBS-compatible surface."""
     forwarder = httpx.AsyncClient(timeout=10.0)
+    ras = httpx.AsyncClient(base_url=ras_url, timeout=10.0) if ras_url else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +38,8 @@ def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str]) -> FastAPI:
         finally:
             await node.stop()
             await forwarder.aclose()
+            if ras is not None:
+                await ras.aclose()
 
     app = FastAPI(title="TEEPlane Trusted Key Service", version=__version__, lifespan=lifespan)
     install_problem_handlers(app)
@@ -76,10 +80,8 @@ def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str]) -> FastAPI:
     def metadata_json(meta: KeyMetadata, status: int = 200) -> Response:
         return Response(meta.model_dump_json(), status_code=status, media_type="application/json")
 
-    @app.post("/v1/keys/{key_id}/release", responses={200: {"content": {JOSE: {}}}})
-    async def release(
-        key_id: str, authorization: Annotated[str | None, Header()] = None, version: int | None = None
-    ) -> Response:
+    def release_jwe(key_id: str, authorization: str | None, version: int | None = None) -> str:
+        """A release through the Key Broker, counted and timed."""
         start = time.perf_counter()
         try:
             jwe = node.broker.release(key_id, authorization, version)
@@ -89,7 +91,13 @@ def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str]) -> FastAPI:
         finally:
             latency.observe(time.perf_counter() - start)
         releases.labels("released", "").inc()
-        return Response(jwe, media_type=JOSE)
+        return jwe
+
+    @app.post("/v1/keys/{key_id}/release", responses={200: {"content": {JOSE: {}}}})
+    async def release(
+        key_id: str, authorization: Annotated[str | None, Header()] = None, version: int | None = None
+    ) -> Response:
+        return Response(release_jwe(key_id, authorization, version), media_type=JOSE)
 
     @app.post("/v1/keys", dependencies=admin, status_code=201, response_model=KeyMetadata)
     async def create_key(request: Request, body: CreateKey) -> Response:
@@ -147,6 +155,8 @@ def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str]) -> FastAPI:
             "members": [{"id": m, "url": u} for m, u in await node.election.members()],
             "revision": node.view.revision,
         }
+
+    app.include_router(kbs_router(ras, release_jwe))
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -32,8 +32,13 @@ def _fetch_jwks(url: str) -> dict[str, Any]:
 @app.command("serve")
 def serve_command(
     etcd: Annotated[str, typer.Option(help="etcd members, host:port[,host:port...].")],
-    ras_jwks_url: Annotated[str, typer.Option(help="RAS's JWKS URL (/.well-known/jwks.json).")],
     admin_token_file: Annotated[Path, typer.Option(help="Admin tokens, one per line (raw or sha256:<hex>).")],
+    ras_url: Annotated[
+        str | None, typer.Option(help="RAS base URL: its JWKS, and attestation for the KBS protocol.")
+    ] = None,
+    ras_jwks_url: Annotated[
+        str | None, typer.Option(help="RAS's JWKS URL (default: <ras-url>/.well-known/jwks.json).")
+    ] = None,
     kek_file: Annotated[Path | None, typer.Option(help="Development KEK: 32 bytes (raw, hex or base64).")] = None,
     pkcs11: Annotated[bool, typer.Option(help="Use the PKCS#11 KEK configured by TEEPLANE_TKS_PKCS11_*.")] = False,
     member_id: Annotated[str | None, typer.Option(help="This replica's id (default: random).")] = None,
@@ -47,6 +52,12 @@ def serve_command(
     port: Annotated[int, typer.Option()] = 8600,
 ) -> None:
     """Serve one replica on HOST:PORT until interrupted."""
+    if ras_jwks_url is not None:
+        jwks_url = ras_jwks_url
+    elif ras_url is not None:
+        jwks_url = f"{ras_url.rstrip('/')}/.well-known/jwks.json"
+    else:
+        raise typer.BadParameter("give --ras-url (or at least --ras-jwks-url)", param_hint="--ras-url")
     if (kek_file is None) == (not pkcs11):
         raise typer.BadParameter("give exactly one of --kek-file and --pkcs11", param_hint="--kek-file")
     kek: KekProvider = FileKek.from_file(kek_file) if kek_file else Pkcs11Kek.from_env(dict(os.environ))
@@ -58,5 +69,5 @@ def serve_command(
         audience=audience,
         lease_ttl=lease_ttl,
     )
-    node = TksNode(config, kek, lambda: _fetch_jwks(ras_jwks_url))
-    serve(create_tks_app(node, load_admin_hashes(admin_token_file)), host, port)
+    node = TksNode(config, kek, lambda: _fetch_jwks(jwks_url))
+    serve(create_tks_app(node, load_admin_hashes(admin_token_file), ras_url=ras_url), host, port)

@@ -44,7 +44,14 @@ class AttestRequest(_Model):
     evidence: str = Field(pattern=_B64URL, max_length=64 * 1024, description="base64url quote or SNP report")
     event_log: str | None = Field(default=None, pattern=_B64URL, max_length=2 * 1024 * 1024)
     vcek: str | None = Field(default=None, pattern=_B64URL, max_length=16 * 1024, description="SNP: VCEK/VLEK DER")
-    runtime_data: dict[str, Any] = Field(description="JSON object with `tee_pubkey` (public JWK)")
+    runtime_data: dict[str, Any] = Field(
+        description="JSON object with the TEE's public JWK: `tee_pubkey` (teeplane) or `tee-pubkey` and `nonce` (kbs)"
+    )
+    binding: Literal["teeplane", "kbs"] = Field(
+        default="teeplane",
+        description="teeplane: report_data = SHA-512(nonce || JCS(runtime_data)); "
+        "kbs (Confidential Containers KBS protocol): report_data = SHA-384(JCS(runtime_data)) || 0^16",
+    )
     workload: WorkloadIdentity
 
 

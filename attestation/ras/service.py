@@ -17,7 +17,7 @@ from typing import Any
 
 from teeplane import __version__
 from teeplane.attestation.appraisal import Appraisal
-from teeplane.attestation.binding import b64url_decode, check_binding
+from teeplane.attestation.binding import RULES, TEE_KEY_MEMBER, b64url_decode, check_binding
 from teeplane.attestation.errors import AppraisalError, Code, EvidenceFormatError
 from teeplane.attestation.eventlog import EventLog, parse_event_log
 from teeplane.attestation.keyring import KeyRing
@@ -199,17 +199,21 @@ class RemoteAttestationService:
         if reference is None:
             raise UnknownWorkloadError(workload)
         policy = self.policy(workload)
-        tee_jwk = request.runtime_data.get("tee_pubkey")
+        key_member = TEE_KEY_MEMBER[request.binding]
+        tee_jwk = request.runtime_data.get(key_member)
         if not isinstance(tee_jwk, dict):
             raise EvidenceFormatError(
-                Code.RUNTIME_DATA_MALFORMED, "runtime_data.tee_pubkey must be a public JWK", where="runtime_data"
+                Code.RUNTIME_DATA_MALFORMED,
+                f"runtime_data.{key_member} must be a public JWK",
+                where=f"runtime_data.{key_member}",
             )
         event_log = parse_event_log(b64url_decode(request.event_log, "event_log")) if request.event_log else None
         appraisal = self._appraise(request, now, policy, event_log)
         replayed = False
         try:
-            check_binding(bytes.fromhex(appraisal.measurements["report_data"]), nonce, request.runtime_data)
-            appraisal.passed("binding", "report_data = SHA-512(nonce || JCS(runtime_data))")
+            report_data = bytes.fromhex(appraisal.measurements["report_data"])
+            check_binding(report_data, nonce, request.runtime_data, request.binding, nonce_text=request.nonce)
+            appraisal.passed("binding", RULES[request.binding])
         except AppraisalError as error:
             if not self.config.replay_recorded_evidence:
                 appraisal.failed("binding", error)
