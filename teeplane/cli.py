@@ -17,6 +17,7 @@ from teeplane.attestation.eps.cli import app as eps_app
 from teeplane.attestation.ras.cli import app as ras_app
 from teeplane.attestation.verify_cli import verify_command
 from teeplane.tks.cli import app as tks_app
+from teeplane.tks.keys_cli import app as keys_app
 
 app = typer.Typer(
     name="teeplane",
@@ -47,6 +48,7 @@ app.add_typer(eps_app, name="eps")
 app.add_typer(ras_app, name="ras")
 app.add_typer(agent_app, name="agent")
 app.add_typer(tks_app, name="tks")
+app.add_typer(keys_app, name="keys")
 app.command("verify")(verify_command)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from teeplane.errors import TeeplaneError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class RemoteError(TeeplaneError):
@@ -30,3 +33,65 @@ def raise_for_problem(response: httpx.Response) -> None:
     code = str(body.get("code", f"http.{response.status_code}"))
     detail = str(body.get("detail", response.reason_phrase)).removeprefix(f"{code}: ")
     raise RemoteError(code, detail, response.status_code, body.get("errors"))
+
+
+class ServiceClient:
+    """The HTTP plumbing of TEEPlane's typed clients: one connection pool, an optional admin
+    bearer token, and every error answered as RemoteError (`service.unreachable` when the service
+    does not answer at all).
+
+    `http` replaces the connection (e.g. a `fastapi.testclient.TestClient`); then `base_url`,
+    `verify` and `timeout` are its own.
+    """
+
+    #: The service's name in error messages.
+    service = "service"
+
+    def __init__(
+        self,
+        base_url: str = "",
+        *,
+        admin_token: str | None = None,
+        verify: bool | str = True,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout, verify=verify)
+        if admin_token:
+            self._http.headers["Authorization"] = f"Bearer {admin_token}"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _call(
+        self, method: str, path: str, json: Any = None, *, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, json=json, headers=headers)
+        except httpx.HTTPError as exc:
+            raise RemoteError("service.unreachable", f"{self.service} at {self._http.base_url}: {exc}", 503) from None
+        raise_for_problem(response)
+        return response
+
+    def _json(self, method: str, path: str, json: Any = None) -> Any:
+        """The JSON body of a successful call, or `service.bad_response`."""
+        try:
+            return self._call(method, path, json).json()
+        except ValueError:
+            message = f"{method} {path}: {self.service} answered no JSON"
+            raise RemoteError("service.bad_response", message, 502) from None
+
+
+def parse_response(model: type[_M], body: Any, service: str) -> _M:
+    """A service's answer as `model`, or RemoteError `service.bad_response`."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RemoteError("service.bad_response", f"unexpected {service} response: {first_error(exc)}", 502) from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as `path: message`."""
+    error = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}"

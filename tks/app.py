@@ -18,7 +18,7 @@ from teeplane.errors import TeeplaneError
 from teeplane.http import install_problem_handlers, problem
 from teeplane.tks.kbs_app import kbs_router
 from teeplane.tks.keyserver import KeyNotFoundError
-from teeplane.tks.models import CreateKey, KeyMetadata, ReleasePolicy, RotateKey
+from teeplane.tks.models import CreateKey, KeyList, KeyMetadata, ReleasePolicy, RotateKey
 from teeplane.tks.node import TksNode
 
 FORWARDED = "x-teeplane-forwarded-by"
@@ -109,8 +109,8 @@ def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str], *, ras_url:
         return await on_leader(request, write)
 
     @app.get("/v1/keys", dependencies=admin)
-    async def list_keys() -> dict[str, list[str]]:
-        return {"keys": sorted(node.view.metadata)}
+    async def list_keys() -> KeyList:
+        return KeyList(keys=sorted(node.view.metadata))
 
     @app.get("/v1/keys/{key_id}", dependencies=admin, response_model=KeyMetadata)
     async def show_key(key_id: str) -> Response:

@@ -105,3 +105,9 @@ class KeyMetadata(_Model):
     def latest(self) -> int:
         """The newest version number."""
         return max(v.version for v in self.versions)
+
+
+class KeyList(_Model):
+    """GET /v1/keys: every key's ID."""
+
+    keys: list[str]
