@@ -32,18 +32,15 @@ import asyncio
 import cProfile
 import json
 import os
-import platform
 import pstats
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +66,25 @@ from teeplane.attestation.tdx.quote import parse_quote
 from teeplane.attestation.trust import TrustAnchor
 from teeplane.cli import app
 
-HOST = "127.0.0.1"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared load generator beside this file
+from loadgen import (
+    HOST,
+    Run,
+    Target,
+    Timing,
+    closed_loop,
+    cpus,
+    free_port,
+    http_request,
+    levels,
+    machine,
+    ms,
+    open_loop,
+    print_machine,
+    print_runs,
+    timed,
+)
+
 ADMIN_TOKEN = "ras-bench-admin"
 NAMESPACE, NAME = "bench", "app"
 #: Targets from the issue: overhead over bare appraisal, and p99 at 80 % of saturation.
@@ -77,8 +92,6 @@ OVERHEAD_TARGET_MS = 1.0
 P99_TARGET_MS = 20.0
 OPEN_LOOP_FRACTION = 0.8
 SERVE_MARK = "--serve-ras"
-#: A phase whose load generator used this much of its CPU measured the client as much as the server.
-CLIENT_BOUND = 0.9
 STARTUP_TIMEOUT_S = 30.0
 PREPARE_TIMEOUT_S = 120.0  # well inside the nonce lifetime (2 minutes) for the sizes used here
 
@@ -93,26 +106,6 @@ class Simulation:
     collateral: Path
     admin_tokens: Path
     state: Path
-
-
-@dataclass
-class Run:
-    """One timed phase: latencies of accepted attestations, failures, wall time and CPU."""
-
-    label: str
-    concurrency: int | None
-    target_per_s: float | None
-    requests: int
-    errors: int
-    wall_s: float
-    per_s: float
-    p50_ms: float
-    p99_ms: float
-    max_ms: float
-    server_cpu_ms_per_request: float | None
-    server_cpu_utilisation: float | None
-    client_cpu_utilisation: float
-    handler_ms_mean: float | None
 
 
 # --- the server -----------------------------------------------------------------------------------
@@ -196,21 +189,6 @@ def _wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
     raise RuntimeError(f"RAS did not answer on port {port} within {STARTUP_TIMEOUT_S:.0f} s")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process, all threads (Linux); None elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 # --- requests -------------------------------------------------------------------------------------
 
 
@@ -256,227 +234,20 @@ def register_workload(base_url: str, td: SimulatedTd) -> None:
 
 
 async def prepare(client: httpx.AsyncClient, td: SimulatedTd, count: int) -> list[bytes]:
-    """`count` request bodies, each with its own fresh nonce from RAS (challenges 16 at a time)."""
+    """`count` POST /v1/attest requests, each with its own fresh nonce from RAS (challenges 16 at a time)."""
     semaphore = asyncio.Semaphore(16)
 
     async def one() -> bytes:
         async with semaphore:
             response = await client.post("/v1/challenge")
         response.raise_for_status()
-        return json.dumps(attest_body(td, response.json()["nonce"])).encode()
+        body = json.dumps(attest_body(td, response.json()["nonce"])).encode()
+        return http_request("POST", "/v1/attest", body)
 
     return list(await asyncio.wait_for(asyncio.gather(*(one() for _ in range(count))), PREPARE_TIMEOUT_S))
 
 
-async def _handler_seconds(client: httpx.AsyncClient) -> tuple[float, float] | None:
-    """Sum and count of the server's own POST /v1/attest histogram (time spent in the pipeline)."""
-    text = (await client.get("/metrics")).text
-    values = {}
-    for line in text.splitlines():
-        for key in ("teeplane_ras_attestation_seconds_sum", "teeplane_ras_attestation_seconds_count"):
-            if line.startswith(key + " "):
-                values[key] = float(line.split()[1])
-    if len(values) != 2:
-        return None
-    return values["teeplane_ras_attestation_seconds_sum"], values["teeplane_ras_attestation_seconds_count"]
-
-
-class Probe:
-    """CPU of server and client and the server's handler histogram, across one timed phase."""
-
-    def __init__(self, client: httpx.AsyncClient, server_pid: int) -> None:
-        self.client, self.pid = client, server_pid
-
-    async def __aenter__(self) -> Probe:
-        self.handler = await _handler_seconds(self.client)
-        self.server_cpu = _cpu_seconds(self.pid)
-        self.client_cpu = time.process_time()
-        self.start = time.perf_counter()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.wall = time.perf_counter() - self.start
-        server_cpu = _cpu_seconds(self.pid)
-        self.server_cpu_used = None if server_cpu is None or self.server_cpu is None else server_cpu - self.server_cpu
-        self.client_cpu_used = time.process_time() - self.client_cpu
-        handler = await _handler_seconds(self.client)
-        self.handler_mean = None
-        if handler is not None and self.handler is not None and handler[1] > self.handler[1]:
-            self.handler_mean = (handler[0] - self.handler[0]) / (handler[1] - self.handler[1])
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection with pre-serialised requests: the load generator must
-    cost far less per request than the server, which a general-purpose client does not."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str) -> None:
-        self._reader, self._writer, self._host = reader, writer, host
-
-    @classmethod
-    async def open(cls, base_url: str) -> Connection:
-        """Connect to `http://host:port`."""
-        host, port = base_url.removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        return cls(reader, writer, host)
-
-    async def post(self, body: bytes) -> bool:
-        """POST /v1/attest (an empty body: POST /v1/challenge); True on 200."""
-        path = b"/v1/attest" if body else b"/v1/challenge"
-        head = b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (
-            path,
-            self._host.encode(),
-            len(body),
-        )
-        self._writer.write(head + body)
-        try:
-            status_and_headers = await self._reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return False
-        length = 0
-        for line in status_and_headers.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        await self._reader.readexactly(length)
-        return status_and_headers.startswith(b"HTTP/1.1 200")
-
-    async def close(self) -> None:
-        """Close the connection."""
-        self._writer.close()
-        await self._writer.wait_closed()
-
-
-@asynccontextmanager
-async def connections(base_url: str, count: int) -> AsyncIterator[list[Connection]]:
-    """`count` keep-alive connections."""
-    opened = [await Connection.open(base_url) for _ in range(count)]
-    try:
-        yield opened
-    finally:
-        for connection in opened:
-            await connection.close()
-
-
-async def closed_loop(
-    base_url: str,
-    metrics: httpx.AsyncClient,
-    pid: int,
-    bodies: list[bytes],
-    concurrency: int,
-    seconds: float,
-    label: str = "closed",
-) -> Run:
-    """`concurrency` connections each send the next body as soon as their previous response arrived
-    (an empty body: POST /v1/challenge instead)."""
-    queue = iter(bodies)
-    latencies: list[float] = []
-    errors = 0
-
-    async def worker(client: Connection, deadline: float) -> None:
-        nonlocal errors
-        for body in queue:
-            if time.perf_counter() > deadline:
-                return
-            start = time.perf_counter()
-            if await client.post(body):
-                latencies.append(time.perf_counter() - start)
-            else:
-                errors += 1
-
-    async with connections(base_url, concurrency) as clients, Probe(metrics, pid) as probe:
-        deadline = time.perf_counter() + seconds
-        await asyncio.gather(*(worker(client, deadline) for client in clients))
-    return _run(f"{label} c={concurrency}", concurrency, None, latencies, errors, probe)
-
-
-async def open_loop(
-    base_url: str,
-    metrics: httpx.AsyncClient,
-    pid: int,
-    bodies: list[bytes],
-    rate: float,
-    seconds: float,
-    concurrency: int,
-) -> Run:
-    """Send at a fixed rate whatever the responses, over up to `concurrency` connections; latency
-    counts from each request's scheduled send time (so time queued behind busy connections counts)."""
-    count = min(len(bodies), int(rate * seconds))
-    latencies: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[tuple[bytes, float] | None] = asyncio.Queue()
-
-    async def worker(client: Connection) -> None:
-        nonlocal errors
-        while (item := await queue.get()) is not None:
-            body, scheduled = item
-            if await client.post(body):
-                latencies.append(time.perf_counter() - scheduled)
-            else:
-                errors += 1
-
-    async with connections(base_url, concurrency) as clients, Probe(metrics, pid) as probe:
-        workers = [asyncio.create_task(worker(client)) for client in clients]
-        start = time.perf_counter() + 0.01
-        for index, body in enumerate(bodies[:count]):
-            scheduled = start + index / rate
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            queue.put_nowait((body, scheduled))
-        for _ in workers:
-            queue.put_nowait(None)
-        _, stuck = await asyncio.wait(workers, timeout=max(30.0, seconds))
-        for task in stuck:
-            task.cancel()
-    return _run(f"open {rate:.0f}/s", None, rate, latencies, errors, probe)
-
-
-def _run(
-    label: str, concurrency: int | None, rate: float | None, latencies: list[float], errors: int, probe: Probe
-) -> Run:
-    latencies.sort()
-    done, server_cpu = len(latencies), probe.server_cpu_used
-    ms = [x * 1e3 for x in latencies] or [float("nan")]
-    return Run(
-        label=label,
-        concurrency=concurrency,
-        target_per_s=rate,
-        requests=done,
-        errors=errors,
-        wall_s=round(probe.wall, 3),
-        per_s=round(done / probe.wall, 1),
-        p50_ms=round(statistics.median(ms), 3),
-        p99_ms=round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 3),
-        max_ms=round(ms[-1], 3),
-        server_cpu_ms_per_request=round(server_cpu * 1e3 / done, 3) if server_cpu and done else None,
-        server_cpu_utilisation=round(server_cpu / probe.wall, 2) if server_cpu else None,
-        client_cpu_utilisation=round(probe.client_cpu_used / probe.wall, 2),
-        handler_ms_mean=round(probe.handler_mean * 1e3, 3) if probe.handler_mean is not None else None,
-    )
-
-
 # --- in-process references ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Wall and CPU seconds per call."""
-
-    wall: float
-    cpu: float
-
-
-def _timed(fn: Callable[[int], object], count: int, seconds: float) -> Timing:
-    """Seconds per call of fn(i) over at most `count` calls or about `seconds`."""
-    start, cpu = time.perf_counter(), time.process_time()
-    deadline = start + seconds
-    calls = 0
-    while calls < count:
-        fn(calls)
-        calls += 1
-        if time.perf_counter() > deadline:
-            break
-    return Timing((time.perf_counter() - start) / calls, (time.process_time() - cpu) / calls)
 
 
 def bare_appraisal(sim: Simulation, count: int, seconds: float) -> Timing:
@@ -493,7 +264,7 @@ def bare_appraisal(sim: Simulation, count: int, seconds: float) -> Timing:
     def run(i: int) -> object:
         return appraise_quote(parse_quote(quotes[i % len(quotes)]), collateral, anchor, now, policy)
 
-    return _timed(run, count, seconds)
+    return timed(run, count, seconds)
 
 
 def pipeline_in_process(sim: Simulation, workdir: Path, count: int, seconds: float) -> Timing:
@@ -513,7 +284,7 @@ def pipeline_in_process(sim: Simulation, workdir: Path, count: int, seconds: flo
         ]
         for request in requests[:50]:
             service.attest(request)
-        return _timed(lambda i: service.attest(requests[50 + i]), count, seconds)
+        return timed(lambda i: service.attest(requests[50 + i]), count, seconds)
     finally:
         store.close()
 
@@ -521,34 +292,32 @@ def pipeline_in_process(sim: Simulation, workdir: Path, count: int, seconds: flo
 # --- the whole run --------------------------------------------------------------------------------
 
 
-async def load(base_url: str, sim: Simulation, pid: int, args: argparse.Namespace) -> tuple[list[Run], Run, Run | None]:
+async def load(target: Target, sim: Simulation, args: argparse.Namespace) -> tuple[list[Run], Run, Run | None]:
     """Warm up, the closed-loop levels, the challenge control at the saturating concurrency, then
     the open loop at `--open-fraction` (80 %) of saturation."""
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
-        warm_run = await closed_loop(base_url, client, pid, await prepare(client, sim.td, 200), 4, args.seconds)
-        if warm_run.errors:
-            raise RuntimeError(f"warm-up: {warm_run.errors} attestations refused")
+    async with httpx.AsyncClient(base_url=target.base_url, limits=limits, timeout=30.0) as client:
+        warm = await closed_loop(target, client, await prepare(client, sim.td, 200), 4, args.seconds, "warm-up")
+        if warm.errors:
+            raise RuntimeError(f"warm-up: {warm.errors} attestations refused")
         closed = []
         for concurrency in args.concurrency:
-            bodies = await prepare(client, sim.td, args.requests)
-            closed.append(await closed_loop(base_url, client, pid, bodies, concurrency, args.seconds))
+            requests = await prepare(client, sim.td, args.requests)
+            closed.append(await closed_loop(target, client, requests, concurrency, args.seconds, "closed"))
         best = max(closed, key=lambda run: run.per_s)
-        control = await closed_loop(
-            base_url, client, pid, [b""] * args.requests, best.concurrency or 1, args.seconds, "challenge"
-        )
+        challenges = [http_request("POST", "/v1/challenge")] * args.requests
+        control = await closed_loop(target, client, challenges, best.concurrency or 1, args.seconds, "challenge")
         rate = args.open_fraction * best.per_s
         if rate <= 0 or args.open_seconds <= 0:
             return closed, control, None
-        bodies = await prepare(client, sim.td, int(rate * args.open_seconds))
-        opened = await open_loop(base_url, client, pid, bodies, rate, args.open_seconds, args.open_connections)
+        requests = await prepare(client, sim.td, int(rate * args.open_seconds))
+        opened = await open_loop(target, client, requests, rate, args.open_seconds, args.open_connections)
     return closed, control, opened
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every figure of one run."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    server_cpu, client_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+    server_cpu, client_cpu = cpus()
     with tempfile.TemporaryDirectory(prefix="teeplane-ras-bench-") as tmp:
         workdir = Path(tmp)
         sim = simulation(workdir)
@@ -558,27 +327,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         pipeline = pipeline_in_process(sim, workdir, args.bare_count // 2, args.bare_seconds)
         if client_cpu is not None:
             os.sched_setaffinity(0, {client_cpu})
-        port = _free_port()
+        port = free_port()
         with ras_server(sim, port, server_cpu, args.profile) as process:
             base_url = f"http://{HOST}:{port}"
             register_workload(base_url, sim.td)
-            closed, control, opened = uvloop.run(load(base_url, sim, process.pid, args))
+            target = Target(base_url, process.pid, "teeplane_ras_attestation_seconds")
+            closed, control, opened = uvloop.run(load(target, sim, args))
     best = max(closed, key=lambda run: run.per_s)
     server_ms = best.server_cpu_ms_per_request
     overhead_ms = round(server_ms - bare.cpu * 1e3, 3) if server_ms is not None else None
     return {
-        "machine": {
-            "cpu": _cpu_model(),
-            "cpus": len(cpus),
-            "server_cpu": server_cpu,
-            "client_cpu": client_cpu,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "server": _server_stack(),
-        },
+        "machine": machine(server_cpu, client_cpu),
         "profiled": args.profile is not None,
-        "bare_appraisal": {"ms": _ms(bare.wall), "cpu_ms": _ms(bare.cpu), "per_s": round(1 / bare.wall)},
-        "pipeline_in_process": {"ms": _ms(pipeline.wall), "cpu_ms": _ms(pipeline.cpu)},
+        "bare_appraisal": {"ms": ms(bare.wall), "cpu_ms": ms(bare.cpu), "per_s": round(1 / bare.wall)},
+        "pipeline_in_process": {"ms": ms(pipeline.wall), "cpu_ms": ms(pipeline.cpu)},
         "closed_loop": [asdict(run) for run in closed],
         "challenge_control": asdict(control),
         "saturation_per_s": best.per_s,
@@ -586,8 +348,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "open_loop": asdict(opened) if opened else None,
         "server_cpu_per_attest_at_saturation_ms": {
             "total": server_ms,
-            "bare_appraisal": _ms(bare.cpu),
-            "rest_of_pipeline": _ms(pipeline.cpu - bare.cpu),
+            "bare_appraisal": ms(bare.cpu),
+            "rest_of_pipeline": ms(pipeline.cpu - bare.cpu),
             "http_and_server": round(server_ms - pipeline.cpu * 1e3, 3) if server_ms is not None else None,
         },
         "overhead_ms": {
@@ -603,52 +365,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1e3, 3)
-
-
-def _server_stack() -> str:
-    versions = []
-    for name in ("uvicorn", "fastapi", "starlette", "pydantic", "httptools", "uvloop", "cryptography"):
-        try:
-            module = __import__(name)
-            versions.append(f"{name} {getattr(module, '__version__', '?')}")
-        except ImportError:
-            versions.append(f"no {name}")
-    return ", ".join(versions)
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _print(figures: dict[str, Any]) -> None:
-    machine = figures["machine"]
-    print(f"machine: {machine['cpu']}, {machine['cpus']} CPUs (server on {machine['server_cpu']}, ", end="")
-    print(f"load generator on {machine['client_cpu']}), Python {machine['python']}")
-    print(f"server stack: {machine['server']}" + ("  [PROFILED: figures distorted]" if figures["profiled"] else ""))
+    print_machine(figures["machine"])
+    print("  [PROFILED: figures distorted]" if figures["profiled"] else "", end="")
     bare, pipeline = figures["bare_appraisal"], figures["pipeline_in_process"]
     print(f"bare appraisal (parse + appraise_quote, warm):   {bare['ms']:.3f} ms ({bare['per_s']} /s)")
     print(f"RemoteAttestationService.attest, in-process:     {pipeline['ms']:.3f} ms ({pipeline['cpu_ms']:.3f} ms CPU)")
     print()
-    header = f"{'phase':<16}{'req':>7}{'err':>5}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-    print(header + f"{'srv ms/req':>12}{'srv CPU':>9}{'cli CPU':>9}{'handler ms':>12}")
-    runs = [*figures["closed_loop"], figures["challenge_control"], *filter(None, [figures["open_loop"]])]
-    for run in runs:
-        cpu, util, handler = run["server_cpu_ms_per_request"], run["server_cpu_utilisation"], run["handler_ms_mean"]
-        print(
-            f"{run['label']:<16}{run['requests']:>7}{run['errors']:>5}{run['per_s']:>9.1f}{run['p50_ms']:>9.2f}"
-            f"{run['p99_ms']:>9.2f}{run['max_ms']:>9.2f}{cpu if cpu is not None else '-':>12}"
-            f"{f'{util:.0%}' if util is not None else '-':>9}{run['client_cpu_utilisation']:>9.0%}"
-            f"{handler if handler is not None else '-':>12}"
-            + ("  (load generator bound)" if run["client_cpu_utilisation"] >= CLIENT_BOUND else "")
-        )
+    print_runs([*figures["closed_loop"], figures["challenge_control"], *filter(None, [figures["open_loop"]])])
     print()
     print(f"saturation: {figures['saturation_per_s']:.0f} att/s (closed loop, c={figures['saturation_concurrency']})")
     split = figures["server_cpu_per_attest_at_saturation_ms"]
@@ -668,20 +392,13 @@ def _print(figures: dict[str, Any]) -> None:
         print(f"target {name}: {'met' if met else 'MISSED'}")
 
 
-def _levels(text: str) -> list[int]:
-    levels = [int(x) for x in text.split(",")]
-    if not levels or min(levels) < 1:
-        raise argparse.ArgumentTypeError("concurrency levels are positive integers")
-    return levels
-
-
 def main() -> int:
     """Parse arguments, measure, print."""
     if len(sys.argv) > 1 and sys.argv[1] == SERVE_MARK:
         serve_ras(sys.argv[2:])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--concurrency", type=_levels, default=[1, 2, 4, 8, 16, 32, 64], help="e.g. 1,4,16")
+    parser.add_argument("--concurrency", type=levels, default=[1, 2, 4, 8, 16, 32, 64], help="e.g. 1,4,16")
     parser.add_argument("--requests", type=int, default=2000, help="attestations per closed-loop level")
     parser.add_argument("--seconds", type=float, default=15.0, help="time limit per closed-loop level")
     parser.add_argument("--open-seconds", type=float, default=10.0, help="open-loop duration at 80%% of saturation")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ import httpx
 from etcd_cluster import EtcdCluster, etcd_cluster
 from processes import Service, run_teeplane, service
 from ras_testing import reference_for
+from tks_cluster import ADMIN, Streams, leader_of
 
 from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
@@ -29,75 +29,9 @@ from teeplane.attestation.reference import AppraisalPolicy
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.pki import SimulationAuthority, pem
 
-ADMIN = {"Authorization": "Bearer failover-admin"}
 ROUNDS = 20
 FAILOVER_LIMIT = 3.0
 POLICY = {"workloads": ["payments/ledger"], "baselines": ["baseline-example-1"], "allow_simulated": True}
-
-
-def leader_of(replicas: list[Service], timeout: float = 10.0) -> Service:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        leaders = []
-        for replica in replicas:
-            try:
-                if httpx.get(replica.url + "/healthz", timeout=1).status_code == 200:
-                    leaders.append(replica)
-            except httpx.TransportError:
-                pass
-        if len(leaders) == 1:
-            return leaders[0]
-        time.sleep(0.05)
-    raise AssertionError("no single leader")
-
-
-class Streams:
-    """Writes through one follower and releases at the survivors, until stopped."""
-
-    def __init__(self, writer_url: str, release_urls: list[str], token: str) -> None:
-        self.acknowledged: list[int] = []
-        self.write_times: list[float] = []
-        self.release_failures: list[str] = []
-        self.releases = 0
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._write, args=(writer_url,)),
-            threading.Thread(target=self._release, args=(release_urls, token)),
-        ]
-
-    def __enter__(self) -> Streams:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(15)
-
-    def _write(self, url: str) -> None:
-        with httpx.Client(timeout=5) as http:
-            while not self._stop.is_set():
-                try:
-                    answer = http.post(url + "/v1/keys/failover-key/rotate", json={}, headers=ADMIN)
-                except httpx.TransportError:
-                    continue
-                if answer.status_code == 200:
-                    self.acknowledged.append(answer.json()["versions"][-1]["version"])
-                    self.write_times.append(time.monotonic())
-                else:
-                    time.sleep(0.02)
-
-    def _release(self, urls: list[str], token: str) -> None:
-        with httpx.Client(timeout=5) as http:
-            while not self._stop.is_set():
-                for url in urls:
-                    answer = http.post(
-                        url + "/v1/keys/failover-key/release", headers={"Authorization": f"Bearer {token}"}
-                    )
-                    self.releases += 1
-                    if answer.status_code != 200:
-                        self.release_failures.append(f"{url}: {answer.status_code} {answer.text[:200]}")
 
 
 def lose_an_etcd_member(etcd: EtcdCluster, replicas: list[Service], token: str) -> None:

@@ -1,0 +1,79 @@
+"""Test support for TKS clusters: find the leader, and run write and release streams against replicas."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+from processes import Service
+
+#: The admin credentials the streams write with ("failover-admin" in the replicas' token file).
+ADMIN = {"Authorization": "Bearer failover-admin"}
+
+
+def leader_of(replicas: list[Service], timeout: float = 10.0) -> Service:
+    """The one replica whose /healthz says leader (200), waiting up to `timeout` for one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leaders = []
+        for replica in replicas:
+            try:
+                if httpx.get(replica.url + "/healthz", timeout=1).status_code == 200:
+                    leaders.append(replica)
+            except httpx.TransportError:
+                pass
+        if len(leaders) == 1:
+            return leaders[0]
+        time.sleep(0.05)
+    raise AssertionError("no single leader")
+
+
+class Streams:
+    """Writes (rotations of `failover-key`) through one replica and releases at others, until stopped:
+    which writes were acknowledged and when, and every release that failed."""
+
+    def __init__(self, writer_url: str, release_urls: list[str], token: str) -> None:
+        self.acknowledged: list[int] = []
+        self.write_times: list[float] = []
+        self.release_failures: list[str] = []
+        self.releases = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._write, args=(writer_url,)),
+            threading.Thread(target=self._release, args=(release_urls, token)),
+        ]
+
+    def __enter__(self) -> Streams:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(15)
+
+    def _write(self, url: str) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set():
+                try:
+                    answer = http.post(url + "/v1/keys/failover-key/rotate", json={}, headers=ADMIN)
+                except httpx.TransportError:
+                    continue
+                if answer.status_code == 200:
+                    self.acknowledged.append(answer.json()["versions"][-1]["version"])
+                    self.write_times.append(time.monotonic())
+                else:
+                    time.sleep(0.02)
+
+    def _release(self, urls: list[str], token: str) -> None:
+        with httpx.Client(timeout=5) as http:
+            while not self._stop.is_set():
+                for url in urls:
+                    answer = http.post(
+                        url + "/v1/keys/failover-key/release", headers={"Authorization": f"Bearer {token}"}
+                    )
+                    self.releases += 1
+                    if answer.status_code != 200:
+                        self.release_failures.append(f"{url}: {answer.status_code} {answer.text[:200]}")
