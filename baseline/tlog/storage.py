@@ -134,23 +134,32 @@ class TileLog:
 
     def entry(self, index: int) -> bytes:
         """Entry `index`, checked against its leaf hash."""
-        if not 0 <= index < self._size:
-            raise LogInputError(Code.TLOG_OUT_OF_RANGE, f"no entry {index} in a log of size {self._size}")
-        tile, offset = divmod(index, TILE_WIDTH)
-        if tile < self._size // TILE_WIDTH:
-            path = bundle_path(tile)
-            try:
-                entries = decode_bundle(self._read(path, Code.TLOG_BUNDLE_CORRUPT))
-            except ValueError:
-                raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, "truncated entry bundle", where=path) from None
-            if len(entries) != TILE_WIDTH:
-                raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, f"{len(entries)} entries in a full bundle", where=path)
-            data = entries[offset]
-        else:
-            path, data = "partial bundle", self._bundle[offset]
-        if leaf_hash(data) != self.node(0, index):
-            raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, f"entry {index} does not match its leaf hash", where=path)
-        return data
+        return self.entries(index, index + 1)[0]
+
+    def entries(self, start: int, stop: int) -> list[bytes]:
+        """Entries `start` to `stop - 1`, each checked against its leaf hash."""
+        if not 0 <= start < stop <= self._size:
+            raise LogInputError(Code.TLOG_OUT_OF_RANGE, f"no entries [{start}, {stop}) in a log of size {self._size}")
+        out: list[bytes] = []
+        full_tiles = self._size // TILE_WIDTH
+        for tile in range(start // TILE_WIDTH, (stop - 1) // TILE_WIDTH + 1):
+            bundle = self._full_bundle(tile) if tile < full_tiles else self._bundle
+            first = tile * TILE_WIDTH
+            out += bundle[max(start, first) - first : min(stop, first + TILE_WIDTH) - first]
+        for index, data in enumerate(out, start):
+            if leaf_hash(data) != self.node(0, index):
+                raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, f"entry {index} does not match its leaf hash")
+        return out
+
+    def _full_bundle(self, tile: int) -> list[bytes]:
+        path = bundle_path(tile)
+        try:
+            entries = decode_bundle(self._read(path, Code.TLOG_BUNDLE_CORRUPT))
+        except ValueError:
+            raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, "truncated entry bundle", where=path) from None
+        if len(entries) != TILE_WIDTH:
+            raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, f"{len(entries)} entries in a full bundle", where=path)
+        return entries
 
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """The inclusion proof of entry `index` in the tree of `size` entries (default: the checkpoint's)."""
@@ -229,6 +238,8 @@ class TileLog:
                 )
             self._edge.append(hashes)
             level += 1
+        if merkle.range_hash(0, size, self) != checkpoint.root_hash:
+            raise LogStorageError(Code.TLOG_CHECKPOINT_MISMATCH, "the tiles do not hash to the checkpoint's root")
         width = size % TILE_WIDTH
         if width:
             path = bundle_path(size // TILE_WIDTH, width)
@@ -240,8 +251,6 @@ class TileLog:
                 raise LogStorageError(
                     Code.TLOG_BUNDLE_CORRUPT, "the partial bundle does not match its tile", where=path
                 )
-        if merkle.range_hash(0, size, self) != checkpoint.root_hash:
-            raise LogStorageError(Code.TLOG_CHECKPOINT_MISMATCH, "the tiles do not hash to the checkpoint's root")
 
     # -- appending
 
