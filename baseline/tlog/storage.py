@@ -18,6 +18,7 @@ import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from teeplane.baseline.errors import Code, LogInputError, LogStorageError
@@ -40,6 +41,7 @@ from teeplane.baseline.tlog.tiles import (
 
 CHECKPOINT = "checkpoint"
 _LOCK = ".lock"
+_IO_THREADS = 8
 
 
 class TileLog:
@@ -63,6 +65,7 @@ class TileLog:
         self._edge_levels: dict[int, list[bytes]] = {}
         self._bundle: list[bytes] = []  # the entries of the partial entry bundle
         self._dirs: set[Path] = set()
+        self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="tlog-io")
 
     @classmethod
     def create(cls, root: Path, signer: Signer, *, origin: str | None = None, cache_tiles: int = 1024) -> TileLog:
@@ -93,6 +96,7 @@ class TileLog:
 
     def close(self) -> None:
         """Release the writer lock."""
+        self._io.shutdown()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -284,11 +288,14 @@ class TileLog:
                 files[tile_path(level, count // TILE_WIDTH, len(row) // HASH_SIZE)] = bytes(row)
         self._write_files(files)
         self._publish(size, [bytes(row) for row in edge], bundle)
-        for key, levels in full:
-            self._remember(key, levels)
-            shutil.rmtree(self._root / (tile_path(*key) + ".p"), ignore_errors=True)
-            if key[0] == 0:
-                shutil.rmtree(self._root / (bundle_path(key[1]) + ".p"), ignore_errors=True)
+        obsolete = []  # the partial tiles of tiles now full, deleted in the background
+        for (level, index), levels in full:
+            self._remember((level, index), levels)
+            obsolete.append(self._root / (tile_path(level, index) + ".p"))
+            if level == 0:
+                obsolete.append(self._root / (bundle_path(index) + ".p"))
+        for directory in obsolete:
+            self._io.submit(shutil.rmtree, directory, ignore_errors=True)
         return range(start, size)
 
     def _publish(self, size: int, edge: list[bytes], bundle: list[bytes]) -> None:
@@ -307,14 +314,14 @@ class TileLog:
         self._checkpoint, self._root_hash = note, root_hash
 
     def _write_files(self, files: dict[str, bytes]) -> None:
+        """Write and fsync the files, then their directories, each step's syscalls in parallel."""
+        paths = [self._root / name for name in files]
         dirty: set[Path] = set()
-        for name, data in files.items():
-            path = self._root / name
+        for path in paths:
             self._make_dir(path.parent, dirty)
-            _write_file(path, data)
             dirty.add(path.parent)
-        for directory in dirty:
-            _fsync_dir(directory)
+        list(self._io.map(_write_file, paths, files.values()))
+        list(self._io.map(_fsync_dir, dirty))
 
     def _make_dir(self, directory: Path, dirty: set[Path]) -> None:
         if directory in self._dirs or directory == self._root:
@@ -352,7 +359,7 @@ def _write_file(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)
