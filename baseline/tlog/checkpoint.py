@@ -38,8 +38,7 @@ class Checkpoint:
     def text(self) -> str:
         """The note text of this checkpoint."""
         lines = [self.origin, str(self.size), b64.encode(self.root_hash), *self.extensions]
-        if any(not line or any(ch < " " for ch in line) for line in lines):
-            raise LogInputError(Code.CHECKPOINT_MALFORMED, "checkpoint lines are non-empty, without control characters")
+        _check_lines(lines)
         if not 0 <= self.size <= MAX_TREE_SIZE or len(self.root_hash) != HASH_SIZE:
             raise LogInputError(Code.CHECKPOINT_MALFORMED, "tree size out of range or root hash not 32 bytes")
         return "".join(line + "\n" for line in lines)
@@ -54,8 +53,9 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if not text.endswith("\n"):
         raise LogInputError(Code.CHECKPOINT_MALFORMED, "checkpoint text ends in a newline")
     lines = text[:-1].split("\n")
-    if len(lines) < 3 or not all(lines):
-        raise LogInputError(Code.CHECKPOINT_MALFORMED, "a checkpoint is at least three non-empty lines")
+    if len(lines) < 3:
+        raise LogInputError(Code.CHECKPOINT_MALFORMED, "a checkpoint is at least three lines")
+    _check_lines(lines)
     origin, size, root_b64, *extensions = lines
     root_hash = b64.decode(root_b64, Code.CHECKPOINT_MALFORMED, "the root hash")
     if len(root_hash) != HASH_SIZE:
@@ -63,6 +63,11 @@ def parse_checkpoint(text: str) -> Checkpoint:
     return Checkpoint(
         origin, parse_decimal(size, Code.CHECKPOINT_MALFORMED, "the tree size"), root_hash, tuple(extensions)
     )
+
+
+def _check_lines(lines: list[str]) -> None:
+    if any(not line or any(ch < " " for ch in line) for line in lines):
+        raise LogInputError(Code.CHECKPOINT_MALFORMED, "checkpoint lines are non-empty, without control characters")
 
 
 def open_checkpoint(note: bytes, origin: str, verifiers: Sequence[Verifier]) -> Checkpoint:

@@ -28,7 +28,6 @@ from teeplane.baseline.tlog.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash
 from teeplane.baseline.tlog.note import Signer
 from teeplane.baseline.tlog.tiles import (
     FULL_TILE_BYTES,
-    MAX_ENTRY_SIZE,
     TILE_HEIGHT,
     TILE_WIDTH,
     bundle_path,
@@ -126,7 +125,7 @@ class TileLog:
 
     def node(self, level: int, index: int) -> bytes:
         """The hash of the complete subtree of 2**level entries from entry index << level (a `HashReader`)."""
-        if index < 0 or (index + 1) << level > self._size:
+        if level < 0 or index < 0 or (index + 1) << level > self._size:
             raise LogInputError(Code.TLOG_OUT_OF_RANGE, f"no complete subtree ({level}, {index}) in size {self._size}")
         tile_level, sub = divmod(level, TILE_HEIGHT)
         tile = (index << sub) >> TILE_HEIGHT
@@ -261,10 +260,9 @@ class TileLog:
     def append(self, entries: Sequence[bytes]) -> range:
         """Add `entries` and commit them under a new signed checkpoint; returns their indices.
 
-        When this returns, the entries, their tiles and the checkpoint are durably on disk.
+        When this returns, the entries, their tiles and the checkpoint are durably on disk. Entries are
+        at most 65,535 bytes; a batch with a longer one is refused whole.
         """
-        if any(len(e) > MAX_ENTRY_SIZE for e in entries):
-            raise LogInputError(Code.TLOG_ENTRY_TOO_LARGE, f"an entry is at most {MAX_ENTRY_SIZE} bytes")
         start = self._size
         size = start + len(entries)
         if size == start:

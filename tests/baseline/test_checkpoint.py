@@ -39,6 +39,7 @@ def test_text_and_parse_round_trip() -> None:
         f"{ORIGIN}\n5\n{ROOT_B64[:-4]}\n",  # 29-byte root
         f"{ORIGIN}\n5\n{ROOT_B64[:-1]}\n",  # unpadded
         f"{ORIGIN}\n5\n{ROOT_B64}\n\n",  # empty extension line
+        f"{ORIGIN}\t\n5\n{ROOT_B64}\n",  # a control character
     ],
 )
 def test_malformed_checkpoints_are_refused(text: str) -> None:
