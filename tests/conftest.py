@@ -1,6 +1,7 @@
-"""Shared fixtures: the genuine evidence corpus, read in place from ../shared/testdata.
+"""Shared fixtures: third-party test data read in place from ../shared/testdata (the genuine
+evidence corpus, the Merkle proof vectors).
 
-On a user's clone without the corpus, tests that need it skip and say why. CI sets
+On a user's clone without it, tests that need it skip and say why. CI sets
 TEEPLANE_REQUIRE_CORPUS=1, which turns that skip into a failure, and TEEPLANE_NO_SKIPS=1,
 which fails the run if any test skipped at all.
 """
@@ -20,7 +21,7 @@ def _require(path: Path, what: str) -> Path:
     if path.is_dir():
         return path
     reason = (
-        f"{what} not found at {path}: these tests read third-party evidence in place from "
+        f"{what} not found at {path}: these tests read third-party test data in place from "
         "../shared/testdata (set TEEPLANE_TESTDATA to point elsewhere)"
     )
     if os.environ.get("TEEPLANE_REQUIRE_CORPUS") == "1":
@@ -32,6 +33,12 @@ def _require(path: Path, what: str) -> Path:
 def corpus() -> Path:
     """The attestation corpus directory (tdx/, snp/)."""
     return _require(SHARED_TESTDATA / "attestation", "the attestation corpus")
+
+
+@pytest.fixture(scope="session")
+def merkle_vectors() -> Path:
+    """The RFC 6962/9162 Merkle proof vectors (inclusion/, consistency/, subtreeinclusion/, subtreeconsistency/)."""
+    return _require(SHARED_TESTDATA / "merkle", "the Merkle proof vectors")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
