@@ -29,11 +29,12 @@
 set -euo pipefail
 HACK="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${TEEPLANE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/teeplane}"
-STATE="${TEEPLANE_CLUSTER_DIR:-$CACHE/cluster}"
+STATE="$(realpath -m "${TEEPLANE_CLUSTER_DIR:-$CACHE/cluster}")"
 TIMEOUT="${CLUSTER_TIMEOUT:-120}"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 SERVICE_CIDR=10.96.0.0/16
 KUBERNETES_SERVICE_IP=10.96.0.1  # the first address of SERVICE_CIDR
+PKI_LAYOUT=1  # bump when make_pki makes different files
 
 log() { echo "cluster: $*" >&2; }
 die() { echo "cluster: $*" >&2; exit 1; }
@@ -47,6 +48,12 @@ running_pid() {
   # A zombie (exited, not yet reaped) is not running.
   [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
   echo "$pid"
+}
+
+any_running() {
+  local c
+  for c in "$@"; do running_pid "$c" >/dev/null && return 0; done
+  return 1
 }
 
 all_running() {
@@ -85,20 +92,32 @@ start() {  # start COMPONENT BINARY ARGS...: run detached in its own session, lo
   local name="$1"; shift
   : > "$STATE/logs/$name.log"
   # setsid: its own session, so it outlives this script and ^C in the shell that ran `up`.
-  setsid "$@" < /dev/null >> "$STATE/logs/$name.log" 2>&1 &
+  # 9>&-: not holding the state dir's lock.
+  setsid "$@" < /dev/null >> "$STATE/logs/$name.log" 2>&1 9>&- &
   echo $! > "$STATE/run/$name.pid"
 }
 
-stop() {  # stop COMPONENT: TERM, then KILL after 15s
-  local pid i
-  pid="$(running_pid "$1")" || { rm -f "$STATE/run/$1.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
+stop() {  # stop COMPONENT...: TERM them together, KILL any left after 15s
+  local c pid pids=() i
+  for c in "$@"; do
+    if pid="$(running_pid "$c")"; then
+      log "stopping $c"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
   for i in $(seq 150); do
-    running_pid "$1" >/dev/null || break
-    [ "$i" -lt 150 ] || { log "$1 ($pid) ignored SIGTERM; killing it"; kill -KILL "$pid" 2>/dev/null || true; }
+    any_running "$@" || break
+    for c in "$@"; do
+      if [ "$i" -eq 150 ] && pid="$(running_pid "$c")"; then
+        log "$c ($pid) ignored SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+    done
     sleep 0.1
   done
-  rm -f "$STATE/run/$1.pid"
+  for c in "$@"; do rm -f "$STATE/run/$c.pid"; done
+  STOPPED+=("${pids[@]}")
 }
 
 free_ports() {  # free_ports N: N distinct free loopback ports, holding every socket until all are picked
@@ -117,20 +136,23 @@ PY
 
 make_pki() {
   local pki="$STATE/pki"
-  [ -f "$pki/.complete" ] && return 0
+  # .complete names the layout; an older one (or a half-written one) is made anew.
+  [ "$(cat "$pki/.complete" 2>/dev/null)" = "$PKI_LAYOUT" ] && return 0
   log "generating PKI in $pki"
   rm -rf "$pki" && mkdir -p "$pki" && chmod 700 "$pki"
   (
     cd "$pki"
-    openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
-    openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=teeplane-test-cluster-ca" \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-      -out ca.crt 2>/dev/null
-    leaf() {  # leaf NAME SUBJECT EXTENSIONS
+    ca() {  # ca NAME COMMON-NAME
       openssl ecparam -name prime256v1 -genkey -noout -out "$1.key" 2>/dev/null
-      openssl req -new -key "$1.key" -subj "$2" 2>/dev/null |
-        openssl x509 -req -CA ca.crt -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" -sha256 \
-          -days 3650 -extfile <(printf '%s\n' "$3") -out "$1.crt" 2>/dev/null
+      openssl req -x509 -new -key "$1.key" -sha256 -days 3650 -subj "/CN=$2" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -out "$1.crt" 2>/dev/null
+    }
+    leaf() {  # leaf CA NAME SUBJECT EXTENSIONS
+      openssl ecparam -name prime256v1 -genkey -noout -out "$2.key" 2>/dev/null
+      openssl req -new -key "$2.key" -subj "$3" 2>/dev/null |
+        openssl x509 -req -CA "$1.crt" -CAkey "$1.key" -set_serial "0x$(openssl rand -hex 16)" -sha256 \
+          -days 3650 -extfile <(printf '%s\n' "$4") -out "$2.crt" 2>/dev/null
     }
     server="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
@@ -139,16 +161,21 @@ subjectAltName=IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP,DNS:localhost,DNS:kubernet
     client="basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth"
-    leaf apiserver "/CN=kube-apiserver" "$server"
-    leaf admin "/O=system:masters/CN=admin" "$client"
-    leaf kube-controller-manager "/CN=system:kube-controller-manager" "$client"
-    leaf kube-scheduler "/CN=system:kube-scheduler" "$client"
-    leaf kwok "/O=system:masters/CN=kwok" "$client"
+    ca ca teeplane-test-cluster-ca
+    leaf ca apiserver "/CN=kube-apiserver" "$server"
+    leaf ca admin "/O=system:masters/CN=admin" "$client"
+    leaf ca kube-controller-manager "/CN=system:kube-controller-manager" "$client"
+    leaf ca kube-scheduler "/CN=system:kube-scheduler" "$client"
+    leaf ca kwok "/O=system:masters/CN=kwok" "$client"
+    # The front proxy (aggregation layer) has a CA of its own, as kubeadm sets it up; without it
+    # the controller manager and scheduler log an error every few seconds.
+    ca front-proxy-ca teeplane-test-front-proxy-ca
+    leaf front-proxy-ca front-proxy-client "/CN=front-proxy-client" "$client"
     # Service-account tokens: RS256, which every client library verifies.
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
     openssl pkey -in sa.key -pubout -out sa.pub
     chmod 600 ./*.key
-    touch .complete
+    echo "$PKI_LAYOUT" > .complete
   )
 }
 
@@ -203,7 +230,7 @@ JSON
 create() {  # create PATH JSON: POST, accepting "already exists"
   local out
   if ! out="$(api POST "$1" -H 'Content-Type: application/json' -d "$2" 2>&1)"; then
-    grep -q '"reason":"AlreadyExists"' <<<"$out" || die "creating ${1##*/} failed: $out"
+    grep -Eq '"reason": ?"AlreadyExists"' <<<"$out" || die "creating ${1##*/} failed: $out"
   fi
 }
 
@@ -216,6 +243,12 @@ nodes_ready() {
 
 # --- commands ----------------------------------------------------------------------------------
 
+up_failed() {
+  local rc=$?
+  [ $rc -eq 0 ] || cmd_down >/dev/null 2>&1
+  exit $rc
+}
+
 cmd_up() {
   mkdir -p "$STATE/run" "$STATE/logs"
   if all_running && api GET /readyz >/dev/null 2>&1; then
@@ -225,6 +258,8 @@ cmd_up() {
   fi
   # Partly running (a crash, a killed test): stop what is left and start again on new ports.
   cmd_down >/dev/null
+  # A failed `up` leaves nothing running (the logs stay).
+  trap up_failed EXIT
 
   local etcd_dir kube_dir kwok_dir began=$SECONDS
   etcd_dir="$("$HACK/etcd.sh" | tail -n1)"
@@ -264,6 +299,10 @@ PORTS
     --cert-dir "$STATE/run/kube-apiserver" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
@@ -309,13 +348,17 @@ PORTS
 }
 
 cmd_down() {
-  local c i
   [ -d "$STATE/run" ] || return 0
-  # The reverse of the start order: clients first, etcd last.
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    c="${COMPONENTS[$i]}"
-    if running_pid "$c" >/dev/null; then log "stopping $c"; fi
-    stop "$c"
+  STOPPED=()
+  # Clients first, etcd last.
+  stop kwok kube-scheduler kube-controller-manager
+  stop kube-apiserver
+  stop etcd
+  # They are not our children: each stays a zombie until init reaps it. Give init a moment, so
+  # that `down && pgrep ...` finds nothing.
+  local pid i
+  for pid in "${STOPPED[@]}"; do
+    for i in $(seq 50); do [ -e "/proc/$pid" ] || break; sleep 0.1; done
   done
   if [ "${1:-}" = --purge ]; then
     rm -rf "$STATE"
@@ -341,9 +384,15 @@ cmd_status() {
   return $rc
 }
 
+lock() {  # one `up` or `down` at a time per state dir
+  mkdir -p "$STATE"
+  exec 9> "$STATE/.lock"
+  flock 9
+}
+
 case "${1:-}" in
-  up) cmd_up ;;
-  down) shift; cmd_down "$@" ;;
+  up) lock; cmd_up ;;
+  down) shift; lock; cmd_down "$@" ;;
   env) echo "export KUBECONFIG=$STATE/kubeconfig" ;;
   status) cmd_status ;;
   *) echo "usage: hack/cluster.sh up|down [--purge]|env|status" >&2; exit 2 ;;

@@ -36,7 +36,9 @@ command -v go >/dev/null || { echo "hack/kube.sh needs Go to build Kubernetes $K
 export GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local CGO_ENABLED=0
 mkdir -p "$CACHE"
 work="$(mktemp -d)"
-trap 'rm -rf "$work" "$kube_out.tmp" "$kwok_out.tmp"' EXIT
+# Per-run temporary output dirs, so that two concurrent builds cannot mix their files.
+kube_tmp="$kube_out.tmp.$$" kwok_tmp="$kwok_out.tmp.$$"
+trap 'rm -rf "$work" "$kube_tmp" "$kwok_tmp"' EXIT
 
 if ! kube_cached; then
   # k8s.io/kubernetes requires its staging modules (k8s.io/api, k8s.io/client-go, ...) at v0.0.0
@@ -78,14 +80,14 @@ GO
   done
   echo "building Kubernetes $KUBE_VERSION (${KUBE_BINARIES[*]}) into $kube_out" >&2
   start=$SECONDS
-  rm -rf "$kube_out.tmp" && mkdir -p "$kube_out.tmp"
+  mkdir -p "$kube_tmp"
   (
     cd "$work"
     go mod tidy
-    nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$kube_out.tmp/" \
+    nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$kube_tmp/" \
       "${KUBE_BINARIES[@]/#/k8s.io/kubernetes/cmd/}"
   ) >&2
-  rm -rf "$kube_out" && mv "$kube_out.tmp" "$kube_out"
+  rm -rf "$kube_out" && mv "$kube_tmp" "$kube_out"
   kube_cached || { echo "built Kubernetes binaries do not report $KUBE_VERSION" >&2; exit 1; }
   echo "built Kubernetes $KUBE_VERSION in $((SECONDS - start))s" >&2
 fi
@@ -94,13 +96,13 @@ if ! kwok_cached; then
   # kwok's module has no replace directives, so `go install module@version` builds it as released.
   echo "building kwok $KWOK_VERSION into $kwok_out" >&2
   start=$SECONDS
-  rm -rf "$kwok_out.tmp" && mkdir -p "$kwok_out.tmp"
+  mkdir -p "$kwok_tmp"
   (
     cd "$work"
-    GOBIN="$kwok_out.tmp" GOFLAGS=-buildvcs=false nice -n 10 go install -trimpath \
+    GOBIN="$kwok_tmp" GOFLAGS=-buildvcs=false nice -n 10 go install -trimpath \
       -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   ) >&2
-  rm -rf "$kwok_out" && mv "$kwok_out.tmp" "$kwok_out"
+  rm -rf "$kwok_out" && mv "$kwok_tmp" "$kwok_out"
   kwok_cached || { echo "built kwok does not report $KWOK_VERSION" >&2; exit 1; }
   echo "built kwok $KWOK_VERSION in $((SECONDS - start))s" >&2
 fi
