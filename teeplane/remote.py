@@ -8,6 +8,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from teeplane.errors import TeeplaneError
+from teeplane.tls import Verify
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -52,7 +53,7 @@ class ServiceClient:
         base_url: str = "",
         *,
         admin_token: str | None = None,
-        verify: bool | str = True,
+        verify: Verify = True,
         timeout: float = 30.0,
         http: httpx.Client | None = None,
     ) -> None:

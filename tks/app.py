@@ -20,15 +20,19 @@ from teeplane.tks.kbs_app import kbs_router
 from teeplane.tks.keyserver import KeyNotFoundError
 from teeplane.tks.models import CreateKey, KeyList, KeyMetadata, ReleasePolicy, RotateKey
 from teeplane.tks.node import TksNode
+from teeplane.tls import Verify
 
 FORWARDED = "x-teeplane-forwarded-by"
 JOSE = "application/jose"
 
 
-def create_tks_app(node: TksNode, admin_token_hashes: Iterable[str], *, ras_url: str | None = None) -> FastAPI:
-    """The TKS application for one replica; `ras_url` enables the KBS-compatible surface."""
-    forwarder = httpx.AsyncClient(timeout=10.0)
-    ras = httpx.AsyncClient(base_url=ras_url, timeout=10.0) if ras_url else None
+def create_tks_app(
+    node: TksNode, admin_token_hashes: Iterable[str], *, ras_url: str | None = None, verify: Verify = True
+) -> FastAPI:
+    """The TKS application for one replica; `ras_url` enables the KBS-compatible surface, `verify`
+    checks the TLS certificates of RAS and of the other replicas."""
+    forwarder = httpx.AsyncClient(timeout=10.0, verify=verify)
+    ras = httpx.AsyncClient(base_url=ras_url, timeout=10.0, verify=verify) if ras_url else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -16,12 +16,13 @@ from teeplane.remote import raise_for_problem
 from teeplane.tks.app import create_tks_app
 from teeplane.tks.kek import FileKek, KekProvider, Pkcs11Kek
 from teeplane.tks.node import NodeConfig, TksNode
+from teeplane.tls import Verify, trusting
 
 app = typer.Typer(help="The Trusted Key Service.", no_args_is_help=True)
 
 
-def _fetch_jwks(url: str) -> dict[str, Any]:
-    response = httpx.get(url, timeout=5.0)
+def _fetch_jwks(url: str, verify: Verify) -> dict[str, Any]:
+    response = httpx.get(url, timeout=5.0, verify=verify)
     raise_for_problem(response)
     body = response.json()
     if not isinstance(body, dict):
@@ -50,6 +51,11 @@ def serve_command(
     ] = 1,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8600,
+    tls_cert: Annotated[Path | None, typer.Option(help="Serve HTTPS with this certificate (PEM chain).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key (PEM).")] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="CA bundle for the TLS certificates of RAS and the other replicas.")
+    ] = None,
 ) -> None:
     """Serve one replica on HOST:PORT until interrupted."""
     if ras_jwks_url is not None:
@@ -64,10 +70,17 @@ def serve_command(
     config = NodeConfig(
         etcd_endpoints=[e.strip() for e in etcd.split(",") if e.strip()],
         member_id=member_id or uuid.uuid4().hex[:12],
-        advertise_url=advertise_url or f"http://{host}:{port}",
+        advertise_url=advertise_url or f"{'https' if tls_cert else 'http'}://{host}:{port}",
         issuer=issuer,
         audience=audience,
         lease_ttl=lease_ttl,
     )
-    node = TksNode(config, kek, lambda: _fetch_jwks(jwks_url))
-    serve(create_tks_app(node, load_admin_hashes(admin_token_file), ras_url=ras_url), host, port)
+    verify = trusting(ca_file)
+    node = TksNode(config, kek, lambda: _fetch_jwks(jwks_url, verify))
+    serve(
+        create_tks_app(node, load_admin_hashes(admin_token_file), ras_url=ras_url, verify=verify),
+        host,
+        port,
+        certfile=str(tls_cert) if tls_cert else None,
+        keyfile=str(tls_key) if tls_key else None,
+    )

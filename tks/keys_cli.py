@@ -22,6 +22,7 @@ from teeplane.io import read_file
 from teeplane.remote import first_error
 from teeplane.tks.client import TksClient
 from teeplane.tks.models import CreateKey, KeyKind, KeyMetadata, ReleasePolicy
+from teeplane.tls import trusting
 
 app = typer.Typer(help="Manage keys on a Trusted Key Service.", no_args_is_help=True)
 
@@ -45,7 +46,7 @@ def _connect(
     """Connect to TKS at --url with the admin token."""
     if token_file is not None:
         token = read_file(token_file, "admin token file").decode().strip()
-    context.obj = TksClient(url, admin_token=token, verify=str(ca_file) if ca_file else True)
+    context.obj = TksClient(url, admin_token=token, verify=trusting(ca_file))
 
 
 def _policy(

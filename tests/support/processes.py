@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from teeplane.tls import trusting
+
 STARTUP_TIMEOUT = 30.0
 SHUTDOWN_TIMEOUT = 10.0
 TEEPLANE = [sys.executable, "-c", "from teeplane.cli import main; main()"]
@@ -57,10 +59,12 @@ class Service:
     ready_path: str = "/healthz"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: The CA that issued the service's TLS certificate: the service speaks HTTPS.
+    ca_file: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -76,7 +80,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 env=os.environ | {"PYTHONSAFEPATH": "1"},
             )
-        _wait_until_ready(self.name, self.url + self.ready_path, self.process, self.log)
+        _wait_until_ready(self.name, self.url + self.ready_path, self.process, self.log, self.ca_file)
 
     def kill(self) -> None:
         """SIGKILL the process."""
@@ -99,13 +103,15 @@ class Service:
 
 
 @contextmanager
-def service(name: str, args: list[str], workdir: Path, ready_path: str = "/healthz") -> Iterator[str]:
-    """Run `teeplane <args> --port P` until the block ends; yield its base URL.
+def service(
+    name: str, args: list[str], workdir: Path, ready_path: str = "/healthz", ca_file: Path | None = None
+) -> Iterator[str]:
+    """Run `teeplane <args> --port P` until the block ends; yield its base URL (HTTPS with `ca_file`).
 
     Fails the test if the process dies, does not answer `ready_path` in time, or does not shut down
     cleanly on SIGTERM.
     """
-    running = Service(name, args, workdir, ready_path)
+    running = Service(name, args, workdir, ready_path, ca_file=ca_file)
     try:
         running.start()
         yield running.url
@@ -113,13 +119,13 @@ def service(name: str, args: list[str], workdir: Path, ready_path: str = "/healt
         running.stop()
 
 
-def _wait_until_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_ready(name: str, url: str, process: subprocess.Popen[bytes], log: Path, ca_file: Path | None) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"{name} exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0, verify=trusting(ca_file)).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -10,6 +10,9 @@ from processes import Service
 
 #: The admin credentials the streams write with ("failover-admin" in the replicas' token file).
 ADMIN = {"Authorization": "Bearer failover-admin"}
+#: Options for a replica that is alone and never fails over: a lease long enough that a starved
+#: keepalive on a loaded test machine does not cost it the leadership (and a write a 503).
+LONE_REPLICA = ["--lease-ttl", "10"]
 
 
 def leader_of(replicas: list[Service], timeout: float = 10.0) -> Service:

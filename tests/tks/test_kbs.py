@@ -27,6 +27,7 @@ from joserfc import jwe
 from joserfc.jwk import ECKey
 from processes import service
 from ras_testing import reference_for
+from tks_cluster import LONE_REPLICA
 
 from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
@@ -73,7 +74,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         client.put_policy("payments", "other", AppraisalPolicy(allow_simulated=True))
         tks = stack.enter_context(service("tks", ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras,
                                                   "--admin-token-file", str(tmp / "tokens"), "--kek-file",
-                                                  str(tmp / "kek")], tmp, "/readyz"))  # fmt: skip
+                                                  str(tmp / "kek"), *LONE_REPLICA], tmp, "/readyz"))  # fmt: skip
         policy = {"workloads": [f"{NAMESPACE}/{NAME}"], "baselines": ["baseline-example-1"], "allow_simulated": True}
         secret = base64.urlsafe_b64encode(b"ledger database password").rstrip(b"=").decode()
         created = httpx.post(tks + "/v1/keys", json={"id": KEY_ID, "kind": "secret", "value": secret, "policy": policy},

@@ -11,6 +11,7 @@ from subprocess import CompletedProcess
 import pytest
 from etcd_cluster import etcd_cluster
 from processes import run_teeplane, service
+from tks_cluster import LONE_REPLICA
 
 ADMIN = "keys-cli-admin-token"
 SECRET = b"the ledger's database password"
@@ -23,7 +24,7 @@ def tks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     (tmp / "kek").write_bytes(secrets.token_bytes(32))
     with etcd_cluster(tmp, 1) as etcd:
         args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-jwks-url", "http://127.0.0.1:9/jwks",
-                "--admin-token-file", str(tmp / "tokens"), "--kek-file", str(tmp / "kek")]  # fmt: skip
+                "--admin-token-file", str(tmp / "tokens"), "--kek-file", str(tmp / "kek"), *LONE_REPLICA]  # fmt: skip
         with service("tks", args, tmp, "/readyz") as url:
             yield url, tmp
 

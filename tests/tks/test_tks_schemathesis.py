@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, settings
 from processes import service
 from schemathesis import Case, GenerationMode
 from schemathesis.core.transport import Response
+from tks_cluster import LONE_REPLICA
 
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.pki import SimulationAuthority, pem
@@ -64,7 +65,8 @@ def tks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     "--simulation-collateral", str(tmp / "collateral.json")]  # fmt: skip
         ras = stack.enter_context(service("ras", ras_args, tmp))
         tks_args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras,
-                    "--admin-token-file", str(tmp / "tokens"), "--kek-file", str(tmp / "kek")]  # fmt: skip
+                    "--admin-token-file", str(tmp / "tokens"), "--kek-file", str(tmp / "kek"),
+                    *LONE_REPLICA]  # fmt: skip
         yield stack.enter_context(service("tks", tks_args, tmp, "/readyz"))
 
 
