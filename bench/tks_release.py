@@ -32,7 +32,6 @@ import secrets
 import statistics
 import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -74,7 +73,7 @@ from loadgen import (  # noqa: E402
 )
 from processes import Service, service  # noqa: E402
 from ras_testing import reference_for  # noqa: E402
-from tks_cluster import ADMIN, Streams, leader_of  # noqa: E402
+from tks_cluster import ADMIN, kill_the_leader, leader_of  # noqa: E402
 
 ADMIN_TOKEN = ADMIN["Authorization"].removeprefix("Bearer ")
 NAMESPACE, NAME = "payments", "ledger"
@@ -149,21 +148,11 @@ def failovers(replicas: list[Service], token: str, rounds: int) -> dict[str, Any
     failures: list[str] = []
     writes = releases = 0
     for _ in range(rounds):
-        leader = leader_of(replicas)
-        followers = [r for r in replicas if r is not leader]
-        with Streams(followers[0].url, [f.url for f in followers], token) as streams:
-            time.sleep(0.3)
-            killed_at = time.monotonic()
-            leader.kill()
-            deadline = killed_at + 10
-            while time.monotonic() < deadline and not any(t > killed_at for t in streams.write_times):
-                time.sleep(0.01)
-            time.sleep(0.2)
-        times.append(min((t for t in streams.write_times if t > killed_at), default=float("inf")) - killed_at)
-        failures += streams.release_failures
-        writes += len(streams.acknowledged)
-        releases += streams.releases
-        leader.start()
+        failover = kill_the_leader(replicas, token)
+        times.append(failover.seconds)
+        failures += failover.release_failures
+        writes += len(failover.acknowledged)
+        releases += failover.releases
     ordered = sorted(times)
     return {
         "rounds": rounds,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 from processes import Service
@@ -38,7 +39,8 @@ class Streams:
 
     def __init__(self, writer_url: str, release_urls: list[str], token: str) -> None:
         self.acknowledged: list[int] = []
-        self.write_times: list[float] = []
+        #: (sent, acknowledged) monotonic times of each acknowledged write.
+        self.write_times: list[tuple[float, float]] = []
         self.release_failures: list[str] = []
         self.releases = 0
         self._stop = threading.Event()
@@ -60,15 +62,20 @@ class Streams:
     def _write(self, url: str) -> None:
         with httpx.Client(timeout=5) as http:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     answer = http.post(url + "/v1/keys/failover-key/rotate", json={}, headers=ADMIN)
                 except httpx.TransportError:
                     continue
                 if answer.status_code == 200:
                     self.acknowledged.append(answer.json()["versions"][-1]["version"])
-                    self.write_times.append(time.monotonic())
+                    self.write_times.append((sent, time.monotonic()))
                 else:
                     time.sleep(0.02)
+
+    def acknowledged_after(self, moment: float) -> float | None:
+        """When the first write sent after `moment` was acknowledged (None: none was yet)."""
+        return min((acked for sent, acked in self.write_times if sent > moment), default=None)
 
     def _release(self, urls: list[str], token: str) -> None:
         with httpx.Client(timeout=5) as http:
@@ -80,3 +87,32 @@ class Streams:
                     self.releases += 1
                     if answer.status_code != 200:
                         self.release_failures.append(f"{url}: {answer.status_code} {answer.text[:200]}")
+
+
+@dataclass(frozen=True)
+class Failover:
+    """One leader SIGKILL: the time until a new leader acknowledged a write sent after the kill,
+    the writes acknowledged and releases made meanwhile, and every release that failed."""
+
+    seconds: float
+    acknowledged: list[int]
+    releases: int
+    release_failures: list[str]
+
+
+def kill_the_leader(replicas: list[Service], token: str, give_up: float = 10.0) -> Failover:
+    """SIGKILL the leader under a write stream through a follower and releases at the followers,
+    wait for a new leader to acknowledge a write, then start the killed replica again."""
+    leader = leader_of(replicas)
+    followers = [r for r in replicas if r is not leader]
+    with Streams(followers[0].url, [f.url for f in followers], token) as streams:
+        time.sleep(0.3)
+        killed_at = time.monotonic()
+        leader.kill()
+        while time.monotonic() < killed_at + give_up and streams.acknowledged_after(killed_at) is None:
+            time.sleep(0.01)
+        time.sleep(0.2)
+    first = streams.acknowledged_after(killed_at)
+    leader.start()
+    seconds = first - killed_at if first is not None else float("inf")
+    return Failover(seconds, streams.acknowledged, streams.releases, streams.release_failures)
