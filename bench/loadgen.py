@@ -14,7 +14,7 @@ import platform
 import socket
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +235,40 @@ async def open_loop(
         for task in stuck:
             task.cancel()
     return summarize(f"open {rate:.0f}/s", None, rate, latencies, errors, probe)
+
+
+#: An open-loop run keeps up when it completes this share of the offered rate...
+KEEP_UP_SHARE = 0.97
+#: ...and its p99 stays under this (a queue that grows through the run ends far above it).
+KEEP_UP_P99_MS = 250.0
+
+
+def keeps_up(run: Run, rate: float) -> bool:
+    """Whether an open-loop run at `rate` was sustained: no errors, the rate achieved, no runaway queue."""
+    return run.errors == 0 and run.per_s >= KEEP_UP_SHARE * rate and run.p99_ms < KEEP_UP_P99_MS
+
+
+async def sustained_rate(
+    target: Target,
+    metrics: httpx.AsyncClient,
+    requests_for: Callable[[int], Awaitable[Sequence[bytes]]],
+    bounds: tuple[float, float],
+    seconds: float,
+    concurrency: int,
+    steps: int,
+) -> tuple[float, list[Run]]:
+    """Saturation measured the way the latency target is: the highest fixed rate the server keeps
+    up with over `concurrency` connections, by bisection within `bounds` (`steps` open-loop runs of
+    `seconds`; `requests_for(n)` makes n fresh requests). The lower bound is returned if no run
+    keeps up."""
+    low, high = bounds
+    runs = []
+    for _ in range(steps):
+        rate = (low + high) / 2
+        run = await open_loop(target, metrics, await requests_for(int(rate * seconds)), rate, seconds, concurrency)
+        runs.append(run)
+        low, high = (rate, high) if keeps_up(run, rate) else (low, rate)
+    return low, runs
 
 
 def summarize(
