@@ -10,8 +10,10 @@ HTTP/1.1, uvloop). Measured in one run:
   token's `cnf.jwk` (ECDH-ES+A256KW / A256GCM). Its inverse is the bare-crypto limit;
 * closed loop at each concurrency: releases/s, p50/p99, server CPU per release (from /proc,
   all threads), and the mean time in the handler by the server's own histogram;
-* open loop at 50 % of the best closed-loop throughput (saturation), latency counted from each
-  request's scheduled send time;
+* saturation: the highest fixed rate the follower keeps up with in an open loop over
+  `--open-connections` (bisection; see `loadgen.keeps_up`), the basis the latency target is
+  measured on (the closed-loop peak is printed too);
+* open loop at 50 % of saturation, latency counted from each request's scheduled send time;
 * failover: rounds of SIGKILL of the leader under a stream of writes through a follower and
   releases at the survivors; each round's time from the kill to the first write a new leader
   acknowledged; releases that failed (there must be none).
@@ -20,7 +22,7 @@ Tokens come from real attestations: each of `--tokens` ephemeral P-256 keys is b
 simulated TD quote and attested at RAS, and releases cycle through them.
 
 Usage: python bench/tks_release.py [--concurrency 1,2,4,8,16,32] [--requests 20000] [--seconds 10]
-       [--open-seconds 10] [--failovers 10] [--json]
+       [--open-seconds 10] [--search-seconds 4] [--search-steps 6] [--failovers 10] [--json]
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from loadgen import (  # noqa: E402
     pin_process,
     print_machine,
     print_runs,
+    sustained_rate,
     timed,
 )
 from processes import Service, service  # noqa: E402
@@ -117,28 +120,39 @@ def bare_crypto(jwks: dict[str, Any], tokens: list[str], count: int, seconds: fl
     return timed(release, count, seconds)
 
 
-async def load(target: Target, tokens: list[str], args: argparse.Namespace) -> tuple[list[Run], Run | None]:
-    """Warm up, the closed-loop levels, then the open loop at 50 % of saturation."""
+async def load(
+    target: Target, tokens: list[str], args: argparse.Namespace
+) -> tuple[list[Run], list[Run], float, Run | None]:
+    """Warm up; the closed-loop levels; the highest rate sustained in an open loop (saturation);
+    then the open loop at 50 % of it."""
     requests = [
         http_request("POST", f"/v1/keys/{KEY_ID}/release", headers={"Authorization": f"Bearer {token}"})
         for token in tokens
     ]
-    many = (requests * (args.requests // len(requests) + 1))[: args.requests]
+
+    async def cycled(count: int) -> list[bytes]:
+        return (requests * (count // len(requests) + 1))[:count]
+
     async with httpx.AsyncClient(base_url=target.base_url, timeout=30.0) as client:
-        warm = await closed_loop(target, client, many[:2000], 4, 3.0, "warm-up")
+        warm = await closed_loop(target, client, await cycled(2000), 4, 3.0, "warm-up")
         if warm.errors:
             raise RuntimeError(f"warm-up: {warm.errors} releases refused")
+        many = await cycled(args.requests)
         closed = [
             await closed_loop(target, client, many, concurrency, args.seconds, "closed")
             for concurrency in args.concurrency
         ]
-        rate = OPEN_LOOP_FRACTION * max(run.per_s for run in closed)
+        best = max(run.per_s for run in closed)
         if args.open_seconds <= 0:
-            return closed, None
-        needed = int(rate * args.open_seconds)
-        paced = (requests * (needed // len(requests) + 1))[:needed]
-        opened = await open_loop(target, client, paced, rate, args.open_seconds, args.open_connections)
-    return closed, opened
+            return closed, [], best, None
+        connections = args.open_connections
+        sustained, search = await sustained_rate(
+            target, client, cycled, (0.5 * best, 1.1 * best), args.search_seconds, connections, args.search_steps
+        )
+        rate = OPEN_LOOP_FRACTION * sustained
+        opened = await open_loop(target, client, await cycled(int(rate * args.open_seconds)), rate, args.open_seconds,
+                                 connections)  # fmt: skip
+    return closed, search, sustained, opened
 
 
 def failovers(replicas: list[Service], token: str, rounds: int) -> dict[str, Any]:
@@ -216,7 +230,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         pin_process(os.getpid(), client)
         pin_process(follower.process.pid, server)
         target = Target(follower.url, follower.process.pid, "teeplane_tks_release_seconds")
-        closed, opened = uvloop.run(load(target, tokens, args))
+        closed, search, sustained, opened = uvloop.run(load(target, tokens, args))
         pin_process(follower.process.pid, everywhere)
         pin_process(os.getpid(), everywhere)
         failover = failovers(replicas, tokens[0], args.failovers) if args.failovers else None
@@ -227,14 +241,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(server_cpu, client_cpu),
         "bare_crypto": {"ms": ms(bare.wall), "cpu_ms": ms(bare.cpu), "limit_per_s": round(limit)},
         "closed_loop": [asdict(run) for run in closed],
-        "saturation_per_s": best.per_s,
-        "saturation_concurrency": best.concurrency,
-        "saturation_share_of_bare_limit": round(best.per_s / limit, 3),
+        "closed_loop_saturation_per_s": best.per_s,
+        "closed_loop_saturation_concurrency": best.concurrency,
+        "sustained_search": [asdict(run) for run in search],
+        "saturation_per_s": sustained,
+        "saturation_share_of_bare_limit": round(sustained / limit, 3),
         "open_loop": asdict(opened) if opened else None,
         "failover": failover,
         "targets": {
             "p99_under_5_ms_at_50_percent": opened is not None and opened.p99_ms < P99_TARGET_MS,
-            "saturation_at_least_40_percent_of_bare_crypto": best.per_s >= SATURATION_SHARE_TARGET * limit,
+            "saturation_at_least_40_percent_of_bare_crypto": sustained >= SATURATION_SHARE_TARGET * limit,
             "worst_failover_under_3_s": failover is not None
             and failover["max_s"] < FAILOVER_TARGET_S
             and failover["releases_failed"] == 0,
@@ -248,11 +264,12 @@ def _print(figures: dict[str, Any]) -> None:
     print(f"bare crypto (token verify + ECDH-ES+A256KW wrap, in-process): {bare['ms']:.3f} ms", end="")
     print(f" ({bare['cpu_ms']:.3f} ms CPU; limit {bare['limit_per_s']} /s)")
     print()
-    print_runs([*figures["closed_loop"], *filter(None, [figures["open_loop"]])])
+    print_runs([*figures["closed_loop"], *figures["sustained_search"], *filter(None, [figures["open_loop"]])])
     print()
     share = figures["saturation_share_of_bare_limit"]
-    best, concurrency = figures["saturation_per_s"], figures["saturation_concurrency"]
-    print(f"saturation: {best:.0f} releases/s (closed loop, c={concurrency})", end="")
+    closed_best, concurrency = figures["closed_loop_saturation_per_s"], figures["closed_loop_saturation_concurrency"]
+    print(f"saturation: {figures['saturation_per_s']:.0f} releases/s sustained in an open loop ", end="")
+    print(f"(closed loop: {closed_best:.0f}/s at c={concurrency})", end="")
     print(f" = {share:.0%} of the bare-crypto limit (target >= {SATURATION_SHARE_TARGET:.0%})")
     opened = figures["open_loop"]
     if opened:
@@ -276,6 +293,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="time limit per closed-loop level")
     parser.add_argument("--open-seconds", type=float, default=10.0, help="open-loop duration at 50%% of saturation")
     parser.add_argument("--open-connections", type=int, default=16, help="connections of the open loop")
+    parser.add_argument("--search-seconds", type=float, default=4.0, help="duration of each sustained-rate probe")
+    parser.add_argument("--search-steps", type=int, default=6, help="bisection steps for the sustained rate")
     parser.add_argument("--tokens", type=int, default=64, help="distinct attestation tokens (TEE keys)")
     parser.add_argument("--bare-count", type=int, default=5000, help="calls for the bare-crypto figure")
     parser.add_argument("--bare-seconds", type=float, default=3.0, help="time limit for the bare-crypto figure")
