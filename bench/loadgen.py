@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -18,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -393,6 +395,15 @@ def print_machine(described: dict[str, object]) -> None:
     print(f"machine: {described['cpu']}, {described['cpus']} CPUs (server on {described['server_cpu']}, ", end="")
     print(f"load generator on {described['client_cpu']}), Python {described['python']}")
     print(f"server stack: {described['server']}")
+
+
+def report(figures: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:
+    """Print the figures as JSON or through `printer`; the exit code."""
+    if as_json:
+        print(json.dumps(figures, indent=2))
+    else:
+        printer(figures)
+    return 0
 
 
 def levels(text: str) -> list[int]:

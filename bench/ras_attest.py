@@ -89,6 +89,7 @@ from loadgen import (
     open_loop,
     print_machine,
     print_runs,
+    report,
     sustained_rate,
     timed,
 )
@@ -462,12 +463,7 @@ def main() -> int:
     parser.add_argument("--profile", type=Path, help="write the server's cProfile stats (all threads) here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    figures = measure(args)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        _print(figures)
-    return 0
+    return report(measure(args), args.json, _print)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Usage: python bench/tks_release.py [--concurrency 1,2,4,8,16,32] [--requests 200
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import statistics
@@ -36,7 +35,7 @@ import sys
 import tempfile
 from contextlib import ExitStack
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +44,8 @@ import uvloop
 
 from teeplane.attestation.agent import ephemeral_tee_key
 from teeplane.attestation.binding import b64url_decode, b64url_encode, report_data_for
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.reference import AppraisalPolicy
-from teeplane.attestation.sim.collateral import bundle_json
-from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.tks.jwe import wrap_for_tee
 from teeplane.tks.jwks import JwksCache
@@ -71,14 +67,15 @@ from loadgen import (  # noqa: E402
     pin_process,
     print_machine,
     print_runs,
+    report,
     sustained_rate,
     timed,
 )
 from processes import Service, service  # noqa: E402
 from ras_testing import reference_for  # noqa: E402
-from tks_cluster import ADMIN, kill_the_leader, leader_of  # noqa: E402
+from service_files import ServiceFiles  # noqa: E402
+from tks_cluster import ADMIN, ADMIN_TOKEN, kill_the_leader, leader_of, start_replicas  # noqa: E402
 
-ADMIN_TOKEN = ADMIN["Authorization"].removeprefix("Bearer ")
 NAMESPACE, NAME = "payments", "ledger"
 KEY_ID = "failover-key"  # the key the failover streams rotate; the load releases it too
 ISSUER, AUDIENCE = "https://ras.teeplane.local", "teeplane-tks"
@@ -186,31 +183,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     server_cpu, client_cpu = cpus()
     with tempfile.TemporaryDirectory(prefix="teeplane-tks-bench-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        now = datetime.now(UTC)
-        authority = SimulationAuthority.generate(now - timedelta(hours=1))
-        td = boot_example_td(authority)
-        (workdir / "root.pem").write_bytes(pem(authority.root_cert))
-        (workdir / "collateral.json").write_bytes(bundle_json(authority, now - timedelta(minutes=5)))
-        (workdir / "admin-tokens").write_text(ADMIN_TOKEN + "\n")
-        (workdir / "kek").write_bytes(secrets.token_bytes(32))
+        files = ServiceFiles.write(workdir, ADMIN_TOKEN)
+        td = files.td
         etcd = stack.enter_context(etcd_cluster(workdir, 1))
-        ras = stack.enter_context(service("ras", ["ras", "serve", "--state", str(workdir / "ras"),
-                                                  "--admin-token-file", str(workdir / "admin-tokens"),
-                                                  "--simulation-root", str(workdir / "root.pem"),
-                                                  "--simulation-collateral", str(workdir / "collateral.json")],
-                                          workdir))  # fmt: skip
+        ras = stack.enter_context(service("ras", files.ras_args(), workdir))
         admin = RasClient(ras, admin_token=ADMIN_TOKEN)
         admin.put_reference_values(NAMESPACE, NAME, reference_for(td))
         admin.put_policy(NAMESPACE, NAME, AppraisalPolicy(allow_simulated=True, token_lifetime_seconds=600))
         tokens = attest_tokens(ras, td, args.tokens)
         jwks = admin.jwks()
 
-        common = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras,
-                  "--admin-token-file", str(workdir / "admin-tokens"), "--kek-file", str(workdir / "kek")]  # fmt: skip
-        replicas = [Service(f"tks{i}", [*common, "--member-id", f"tks{i}"], workdir, "/readyz") for i in range(3)]
-        for replica in replicas:
-            replica.start()
-            stack.callback(replica.stop)
+        replicas = start_replicas(files, etcd.endpoints, ras, 3, stack)
         leader = leader_of(replicas)
         policy = {"workloads": [f"{NAMESPACE}/{NAME}"], "any_baseline": True, "allow_simulated": True}
         created = httpx.post(leader.url + "/v1/keys", json={"id": KEY_ID, "policy": policy}, headers=ADMIN)
@@ -301,12 +284,7 @@ def main() -> int:
     parser.add_argument("--failovers", type=int, default=10, help="leader SIGKILL rounds (0: none)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    figures = measure(args)
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        _print(figures)
-    return 0
+    return report(measure(args), args.json, _print)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,9 @@ from teeplane.baseline.tlog import merkle, proof
 from teeplane.baseline.tlog.note import Signer
 from teeplane.baseline.tlog.storage import TileLog
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this file
+from loadgen import cpu_model
+
 ORIGIN = "bench.teeplane.example/tlog"
 ENTRY_SIZE = 300
 APPEND_BATCHES = (1, 16, 64, 256, 1024)
@@ -156,16 +159,6 @@ def measure_proofs(root: Path, signer: Signer, runs: int) -> dict[str, object]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     """Pin to one core, measure, print."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -184,7 +177,7 @@ def main() -> int:
         root, build = measure_build(parent, signer, args.entries)
         proofs = measure_proofs(root, signer, args.proofs)
     figures = {
-        "machine": {"cpu": _cpu_model(), "cores_used": 1, "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cores_used": 1, "python": platform.python_version()},
         "entry_bytes": ENTRY_SIZE,
         "append": appends,
         "build": build,

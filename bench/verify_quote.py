@@ -38,6 +38,9 @@ from teeplane.attestation.tdx.prepared import clear_caches
 from teeplane.attestation.tdx.quote import parse_quote
 from teeplane.attestation.trust import intel_root
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this file
+from loadgen import cpu_model
+
 REPO = Path(__file__).resolve().parent.parent
 TDX = Path(os.environ.get("TEEPLANE_TESTDATA", REPO.parent / "shared" / "testdata")) / "attestation" / "tdx"
 ECDSA = ec.ECDSA(hashes.SHA256())
@@ -186,7 +189,7 @@ def measure(seconds: float, cold_runs: int) -> dict[str, object]:
     cold.sort()
     return {
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores_used": 1,
             "python": platform.python_version(),
             "platform": platform.platform(),
@@ -204,16 +207,6 @@ def measure(seconds: float, cold_runs: int) -> dict[str, object]:
             "runs": len(cold),
         },
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:

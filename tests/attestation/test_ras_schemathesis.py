@@ -23,8 +23,8 @@ import schemathesis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from problems import check_no_5xx_and_problem_json
 from schemathesis import Case, GenerationMode
-from schemathesis.core.transport import Response
 from schemathesis.schemas import BaseSchema
 
 from teeplane.attestation.agent import ephemeral_tee_key
@@ -42,7 +42,6 @@ from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import TrustAnchor
 from teeplane.auth import hash_admin_token
 from teeplane.errors import TeeplaneError
-from teeplane.http import PROBLEM_JSON
 
 ADMIN_TOKEN = "schemathesis-admin-token"
 NAMESPACE, NAME = "default", "app"
@@ -101,19 +100,6 @@ def _close_store() -> Iterator[None]:
     RAS.service.store.close()
 
 
-def _check(response: Response) -> None:
-    """No 5xx; an error is problem+json with a string `code`."""
-    assert response.status_code < 500, f"{response.status_code}: {response.text[:2000]}"
-    if response.status_code < 400:
-        return
-    content_type = response.headers.get("content-type", [""])[0]
-    assert content_type.split(";")[0].strip() == PROBLEM_JSON, f"{response.status_code} as {content_type!r}"
-    body = response.json()
-    assert isinstance(body, dict), body
-    assert isinstance(body.get("code"), str), body
-    assert body.get("status") == response.status_code, body
-
-
 def _set_credentials(case: Case[Any], credentials: str) -> None:
     """The admin bearer token, no Authorization header at all, or the one schemathesis generated."""
     if credentials == "generated":
@@ -126,7 +112,7 @@ def _set_credentials(case: Case[Any], credentials: str) -> None:
 @schema.exclude(path_regex=ADMIN_PATHS).parametrize()
 @FUZZ
 def test_public_operations_answer_without_5xx_and_errors_are_problems(case: Case[Any]) -> None:
-    _check(case.call())
+    check_no_5xx_and_problem_json(case.call())
 
 
 @pytest.mark.parametrize("credentials", ["admin", "none", "generated"])
@@ -134,7 +120,7 @@ def test_public_operations_answer_without_5xx_and_errors_are_problems(case: Case
 @FUZZ
 def test_admin_operations_answer_without_5xx_and_errors_are_problems(case: Case[Any], credentials: str) -> None:
     _set_credentials(case, credentials)
-    _check(case.call())
+    check_no_5xx_and_problem_json(case.call())
 
 
 def _bind(body: dict[str, Any], tee_pubkey: dict[str, Any] | None = None) -> None:
@@ -164,7 +150,7 @@ def test_attest_with_a_fresh_nonce_and_bound_evidence_answers_without_5xx(case: 
     RAS.register()
     if isinstance(case.body, dict):
         _bind(case.body, TEE_JWK if real_key else None)
-    _check(case.call())
+    check_no_5xx_and_problem_json(case.call())
 
 
 def test_bound_evidence_with_a_public_key_gets_a_token() -> None:

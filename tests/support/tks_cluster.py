@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import httpx
 from processes import Service
+from service_files import ServiceFiles
 
-#: The admin credentials the streams write with ("failover-admin" in the replicas' token file).
-ADMIN = {"Authorization": "Bearer failover-admin"}
+#: The admin token the streams write with (it must be in the replicas' token file), and its header.
+ADMIN_TOKEN = "failover-admin"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 #: Options for a replica that is alone and never fails over: a lease long enough that a starved
 #: keepalive on a loaded test machine does not cost it the leadership (and a write a 503).
 LONE_REPLICA = ["--lease-ttl", "10"]
@@ -116,3 +119,19 @@ def kill_the_leader(replicas: list[Service], token: str, give_up: float = 10.0) 
     leader.start()
     seconds = first - killed_at if first is not None else float("inf")
     return Failover(seconds, streams.acknowledged, streams.releases, streams.release_failures)
+
+
+def start_replicas(
+    files: ServiceFiles, etcd_endpoints: list[str], ras_url: str, count: int, stack: ExitStack
+) -> list[Service]:
+    """`count` TKS replicas (tks0, tks1, ...) started and stopped with `stack`, ready."""
+    replicas = [
+        Service(
+            f"tks{i}", files.tks_args(etcd_endpoints, ras_url, "--member-id", f"tks{i}"), files.directory, "/readyz"
+        )
+        for i in range(count)
+    ]
+    for replica in replicas:
+        replica.start()
+        stack.callback(replica.stop)
+    return replicas

@@ -13,11 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,13 +25,11 @@ from joserfc import jwe
 from joserfc.jwk import ECKey
 from processes import service
 from ras_testing import reference_for
+from service_files import ServiceFiles
 from tks_cluster import LONE_REPLICA
 
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.reference import AppraisalPolicy
-from teeplane.attestation.sim.collateral import bundle_json
-from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.attestation.sim.td import SimulatedTd
 
 ADMIN = "kbs-admin-token"
@@ -55,26 +51,17 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("kbs")
-    now = datetime.now(UTC)
-    authority = SimulationAuthority.generate(now - timedelta(hours=1))
-    td = boot_example_td(authority)
-    (tmp / "root.pem").write_bytes(pem(authority.root_cert))
-    (tmp / "collateral.json").write_bytes(bundle_json(authority, now - timedelta(minutes=5)))
-    (tmp / "tokens").write_text(ADMIN + "\n")
-    (tmp / "kek").write_bytes(secrets.token_bytes(32))
+    files = ServiceFiles.write(tmp, ADMIN)
+    td = files.td
     with etcd_cluster(tmp, 1) as etcd, ExitStack() as stack:
-        ras_args = ["ras", "serve", "--state", str(tmp / "ras"), "--admin-token-file", str(tmp / "tokens"),
-                    "--simulation-root", str(tmp / "root.pem"),
-                    "--simulation-collateral", str(tmp / "collateral.json")]  # fmt: skip
-        ras = stack.enter_context(service("ras", ras_args, tmp))
+        ras = stack.enter_context(service("ras", files.ras_args(), tmp))
         client = RasClient(ras, admin_token=ADMIN)
         client.put_reference_values(NAMESPACE, NAME, reference_for(td))
         client.put_policy(NAMESPACE, NAME, AppraisalPolicy(allow_simulated=True))
         client.put_reference_values("payments", "other", reference_for(td))
         client.put_policy("payments", "other", AppraisalPolicy(allow_simulated=True))
-        tks = stack.enter_context(service("tks", ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras,
-                                                  "--admin-token-file", str(tmp / "tokens"), "--kek-file",
-                                                  str(tmp / "kek"), *LONE_REPLICA], tmp, "/readyz"))  # fmt: skip
+        tks_args = files.tks_args(etcd.endpoints, ras, *LONE_REPLICA)
+        tks = stack.enter_context(service("tks", tks_args, tmp, "/readyz"))
         policy = {"workloads": [f"{NAMESPACE}/{NAME}"], "baselines": ["baseline-example-1"], "allow_simulated": True}
         secret = base64.urlsafe_b64encode(b"ledger database password").rstrip(b"=").decode()
         created = httpx.post(tks + "/v1/keys", json={"id": KEY_ID, "kind": "secret", "value": secret, "policy": policy},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -11,6 +10,7 @@ from subprocess import CompletedProcess
 import pytest
 from etcd_cluster import etcd_cluster
 from processes import run_teeplane, service
+from service_files import ServiceFiles
 from tks_cluster import LONE_REPLICA
 
 ADMIN = "keys-cli-admin-token"
@@ -20,11 +20,10 @@ SECRET = b"the ledger's database password"
 @pytest.fixture(scope="module")
 def tks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("keys-cli")
-    (tmp / "tokens").write_text(ADMIN + "\n")
-    (tmp / "kek").write_bytes(secrets.token_bytes(32))
+    files = ServiceFiles.write(tmp, ADMIN)
     with etcd_cluster(tmp, 1) as etcd:
-        args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-jwks-url", "http://127.0.0.1:9/jwks",
-                "--admin-token-file", str(tmp / "tokens"), "--kek-file", str(tmp / "kek"), *LONE_REPLICA]  # fmt: skip
+        # No RAS: the admin API never needs it (its JWKS is fetched on the first release).
+        args = files.tks_args(etcd.endpoints, "http://127.0.0.1:9", *LONE_REPLICA)
         with service("tks", args, tmp, "/readyz") as url:
             yield url, tmp
 

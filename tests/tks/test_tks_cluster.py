@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,12 +13,10 @@ from etcd_cluster import etcd_cluster
 from joserfc.jwk import ECKey
 from processes import run_teeplane, service
 from ras_testing import reference_for
+from service_files import ServiceFiles
 
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.reference import AppraisalPolicy
-from teeplane.attestation.sim.collateral import bundle_json
-from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.tks.jwe import open_for_tee
 
 ADMIN = "tks-admin-token"
@@ -37,32 +33,13 @@ def _wait_for_leader(urls: list[str], timeout: float = 10.0) -> str:
 
 
 def test_replicas_release_forward_writes_and_agree_on_the_leader(tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    authority = SimulationAuthority.generate(now - timedelta(hours=1))
-    authority.save(tmp_path / "sim")
-    root = tmp_path / "root.pem"
-    root.write_bytes(pem(authority.root_cert))
-    collateral = tmp_path / "collateral.json"
-    collateral.write_bytes(bundle_json(authority, now - timedelta(minutes=5)))
-    tokens = tmp_path / "admin-tokens"
-    tokens.write_text(ADMIN + "\n")
-    kek = tmp_path / "kek"
-    kek.write_bytes(secrets.token_bytes(32))
-
+    files = ServiceFiles.write(tmp_path, ADMIN)
     with etcd_cluster(tmp_path) as etcd, ExitStack() as stack:
-        eps = stack.enter_context(service("eps", ["eps", "serve", "--provider", "simulated", "--sim-state",
-                                                  str(tmp_path / "sim")], tmp_path))  # fmt: skip
-        ras = stack.enter_context(service("ras", ["ras", "serve", "--state", str(tmp_path / "ras"),
-                                                  "--admin-token-file", str(tokens), "--simulation-root", str(root),
-                                                  "--simulation-collateral", str(collateral)], tmp_path))  # fmt: skip
-        RasClient(ras, admin_token=ADMIN).put_reference_values(
-            "payments", "ledger", reference_for(boot_example_td(authority))
-        )
+        eps = stack.enter_context(service("eps", files.eps_args(), tmp_path))
+        ras = stack.enter_context(service("ras", files.ras_args(), tmp_path))
+        RasClient(ras, admin_token=ADMIN).put_reference_values("payments", "ledger", reference_for(files.td))
         RasClient(ras, admin_token=ADMIN).put_policy("payments", "ledger", AppraisalPolicy(allow_simulated=True))
-        jwks = ras + "/.well-known/jwks.json"
-        tks_common = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-jwks-url", jwks,
-                      "--admin-token-file", str(tokens), "--kek-file", str(kek)]  # fmt: skip
-        replicas = [(f"tks{i}", [*tks_common, "--member-id", f"tks{i}"]) for i in range(2)]
+        replicas = [(f"tks{i}", files.tks_args(etcd.endpoints, ras, "--member-id", f"tks{i}")) for i in range(2)]
         urls = [stack.enter_context(service(name, args, tmp_path, "/readyz")) for name, args in replicas]
         leader = _wait_for_leader(urls)
         follower = next(u for u in urls if u != leader)

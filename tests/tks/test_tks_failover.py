@@ -11,23 +11,19 @@ through, in a round of its own, one of the three etcd members is SIGKILLed under
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from etcd_cluster import EtcdCluster, etcd_cluster
 from processes import Service, run_teeplane, service
 from ras_testing import reference_for
-from tks_cluster import ADMIN, Streams, kill_the_leader, leader_of
+from service_files import ServiceFiles
+from tks_cluster import ADMIN, ADMIN_TOKEN, Streams, kill_the_leader, leader_of, start_replicas
 
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.reference import AppraisalPolicy
-from teeplane.attestation.sim.collateral import bundle_json
-from teeplane.attestation.sim.pki import SimulationAuthority, pem
 
 ROUNDS = 20
 FAILOVER_LIMIT = 3.0
@@ -50,37 +46,19 @@ def lose_an_etcd_member(etcd: EtcdCluster, replicas: list[Service], token: str) 
 
 
 def test_leader_sigkill_twenty_times(tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    authority = SimulationAuthority.generate(now - timedelta(hours=1))
-    authority.save(tmp_path / "sim")
-    (tmp_path / "root.pem").write_bytes(pem(authority.root_cert))
-    (tmp_path / "collateral.json").write_bytes(bundle_json(authority, now - timedelta(minutes=5)))
-    (tmp_path / "admin-tokens").write_text("failover-admin\n")
-    (tmp_path / "kek").write_bytes(secrets.token_bytes(32))
-
+    files = ServiceFiles.write(tmp_path, ADMIN_TOKEN)
     with etcd_cluster(tmp_path, size=3) as etcd, ExitStack() as stack:
-        eps = stack.enter_context(service("eps", ["eps", "serve", "--provider", "simulated",
-                                                  "--sim-state", str(tmp_path / "sim")], tmp_path))  # fmt: skip
-        ras = stack.enter_context(service("ras", ["ras", "serve", "--state", str(tmp_path / "ras"),
-                                                  "--admin-token-file", str(tmp_path / "admin-tokens"),
-                                                  "--simulation-root", str(tmp_path / "root.pem"),
-                                                  "--simulation-collateral", str(tmp_path / "collateral.json")],
-                                          tmp_path))  # fmt: skip
-        admin = RasClient(ras, admin_token="failover-admin")
-        admin.put_reference_values("payments", "ledger", reference_for(boot_example_td(authority)))
+        eps = stack.enter_context(service("eps", files.eps_args(), tmp_path))
+        ras = stack.enter_context(service("ras", files.ras_args(), tmp_path))
+        admin = RasClient(ras, admin_token=ADMIN_TOKEN)
+        admin.put_reference_values("payments", "ledger", reference_for(files.td))
         admin.put_policy("payments", "ledger", AppraisalPolicy(allow_simulated=True, token_lifetime_seconds=600))
         agent = run_teeplane("agent", "attest", "--ras", ras, "--eps", eps, "--namespace", "payments",
                              "--name", "ledger", "--json", cwd=tmp_path)  # fmt: skip
         assert agent.returncode == 0, agent.stderr
         token = json.loads(agent.stdout)["token"]
 
-        common = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-jwks-url",
-                  ras + "/.well-known/jwks.json", "--admin-token-file", str(tmp_path / "admin-tokens"),
-                  "--kek-file", str(tmp_path / "kek")]  # fmt: skip
-        replicas = [Service(f"tks{i}", [*common, "--member-id", f"tks{i}"], tmp_path, "/readyz") for i in range(3)]
-        for replica in replicas:
-            replica.start()
-            stack.callback(replica.stop)
+        replicas = start_replicas(files, etcd.endpoints, ras, 3, stack)
         leader = leader_of(replicas)
         created = httpx.post(leader.url + "/v1/keys", json={"id": "failover-key", "policy": POLICY}, headers=ADMIN)
         assert created.status_code == 201, created.text

@@ -10,10 +10,8 @@ instead of stopping at "not found".
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +20,13 @@ import pytest
 import schemathesis
 from etcd_cluster import etcd_cluster
 from hypothesis import HealthCheck, settings
+from problems import check_no_5xx_and_problem_json
 from processes import service
 from schemathesis import Case, GenerationMode
-from schemathesis.core.transport import Response
+from service_files import ServiceFiles
 from tks_cluster import LONE_REPLICA
 
-from teeplane.attestation.sim.collateral import bundle_json
-from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.auth import hash_admin_token
-from teeplane.http import PROBLEM_JSON
 from teeplane.tks.app import create_tks_app
 from teeplane.tks.kek import FileKek
 from teeplane.tks.node import NodeConfig, TksNode
@@ -54,37 +50,15 @@ schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.N
 @pytest.fixture(scope="module")
 def tks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp: Path = tmp_path_factory.mktemp("tks-schemathesis")
-    authority = SimulationAuthority.generate(datetime.now(UTC) - timedelta(hours=1))
-    (tmp / "root.pem").write_bytes(pem(authority.root_cert))
-    (tmp / "collateral.json").write_bytes(bundle_json(authority))
-    (tmp / "tokens").write_text(ADMIN_TOKEN + "\n")
-    (tmp / "kek").write_bytes(secrets.token_bytes(32))
+    files = ServiceFiles.write(tmp, ADMIN_TOKEN)
     with etcd_cluster(tmp, 1) as etcd, ExitStack() as stack:
-        ras_args = ["ras", "serve", "--state", str(tmp / "ras"), "--admin-token-file", str(tmp / "tokens"),
-                    "--simulation-root", str(tmp / "root.pem"),
-                    "--simulation-collateral", str(tmp / "collateral.json")]  # fmt: skip
-        ras = stack.enter_context(service("ras", ras_args, tmp))
-        tks_args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras,
-                    "--admin-token-file", str(tmp / "tokens"), "--kek-file", str(tmp / "kek"),
-                    *LONE_REPLICA]  # fmt: skip
-        yield stack.enter_context(service("tks", tks_args, tmp, "/readyz"))
+        ras = stack.enter_context(service("ras", files.ras_args(), tmp))
+        yield stack.enter_context(service("tks", files.tks_args(etcd.endpoints, ras, *LONE_REPLICA), tmp, "/readyz"))
 
 
 def _ensure_key(url: str) -> None:
     answer = httpx.post(url + "/v1/keys", json=KEY, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert answer.status_code in (201, 409), answer.text
-
-
-def _check(response: Response) -> None:
-    """No 5xx; an error is problem+json with a string `code`."""
-    assert response.status_code < 500, f"{response.status_code}: {response.text[:2000]}"
-    if response.status_code < 400:
-        return
-    content_type = response.headers.get("content-type", [""])[0]
-    assert content_type.split(";")[0].strip() == PROBLEM_JSON, f"{response.status_code} as {content_type!r}"
-    body = response.json()
-    assert isinstance(body, dict) and isinstance(body.get("code"), str), body
-    assert body.get("status") == response.status_code, body
 
 
 def _target(case: Case[Any], url: str, existing_key: bool) -> None:
@@ -101,7 +75,7 @@ def test_public_operations_answer_without_5xx_and_errors_are_problems(
     case: Case[Any], existing_key: bool, tks: str
 ) -> None:
     _target(case, tks, existing_key)
-    _check(case.call(base_url=tks))
+    check_no_5xx_and_problem_json(case.call(base_url=tks))
 
 
 @pytest.mark.parametrize("existing_key", [False, True], ids=["generated-key", "existing-key"])
@@ -116,4 +90,4 @@ def test_admin_operations_answer_without_5xx_and_errors_are_problems(
         case.headers.pop("authorization", None)
         if credentials == "admin":
             case.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
-    _check(case.call(base_url=tks))
+    check_no_5xx_and_problem_json(case.call(base_url=tks))

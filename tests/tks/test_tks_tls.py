@@ -5,7 +5,6 @@ not trust the CA gets nowhere."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import httpx
 from etcd_cluster import etcd_cluster
 from processes import Service, run_teeplane, service
+from service_files import ServiceFiles
 
 from teeplane.tls import CertificateAuthority, trusting
 
@@ -23,20 +23,17 @@ def test_replicas_forward_and_serve_over_https(tmp_path: Path) -> None:
     ca = CertificateAuthority.generate("teeplane test CA")
     (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
     ca.issue_server(["127.0.0.1", "localhost"]).write(tmp_path / "tls.crt", tmp_path / "tls.key")
-    (tmp_path / "tokens").write_text(ADMIN + "\n")
-    (tmp_path / "kek").write_bytes(secrets.token_bytes(32))
+    files = ServiceFiles.write(tmp_path, ADMIN)
     ca_file = tmp_path / "ca.pem"
     tls = ["--tls-cert", str(tmp_path / "tls.crt"), "--tls-key", str(tmp_path / "tls.key")]
 
     with etcd_cluster(tmp_path, 1) as etcd, ExitStack() as stack:
-        ras = stack.enter_context(service("ras", ["ras", "serve", "--state", str(tmp_path / "ras"),
-                                                  "--admin-token-file", str(tmp_path / "tokens"), *tls],
-                                          tmp_path, ca_file=ca_file))  # fmt: skip
-        common = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras, "--admin-token-file",
-                  str(tmp_path / "tokens"), "--kek-file", str(tmp_path / "kek"),
-                  "--ca-file", str(ca_file), *tls]  # fmt: skip
-        replicas = [Service(f"tks{i}", [*common, "--member-id", f"tks{i}"], tmp_path, "/readyz", ca_file=ca_file)
-                    for i in range(2)]  # fmt: skip
+        ras = stack.enter_context(service("ras", files.ras_args(*tls), tmp_path, ca_file=ca_file))
+        replicas = [
+            Service(f"tks{i}", files.tks_args(etcd.endpoints, ras, "--ca-file", str(ca_file), "--member-id", f"tks{i}",
+                                              *tls), tmp_path, "/readyz", ca_file=ca_file)
+            for i in range(2)
+        ]  # fmt: skip
         for replica in replicas:
             replica.start()
             stack.callback(replica.stop)
