@@ -49,6 +49,8 @@ ID_PREFIX = "sha256:"
 ID_PATTERN = r"^sha256:[0-9a-f]{64}$"
 
 RTMRS: tuple[RtmrName, ...] = ("rtmr0", "rtmr1", "rtmr2", "rtmr3")
+#: Per TEE, the measurements only the other TEE reports.
+_FOREIGN = {"tdx": ("snp_measurement", "host_data"), "snp": ("mrtd", "rtmrs", "events", "mrconfigid")}
 _URI = r"^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$"
 
 
@@ -130,6 +132,9 @@ class BaselinePredicate(BaselineMetadata):
 
     @model_validator(mode="after")
     def _complete(self) -> Self:
+        foreign = [name for name in _FOREIGN[self.measurements.tee] if getattr(self.measurements, name)]
+        if foreign:
+            raise ValueError(f"{', '.join(foreign)} cannot be checked on {self.measurements.tee}")
         try:
             self.measurements.reference_values()
         except ValidationError as exc:
@@ -178,7 +183,10 @@ def subjects(measurements: ExpectedMeasurements) -> list[Subject]:
 
 def canonical(statement: Statement) -> bytes:
     """The statement as RFC 8785 canonical JSON, unset optional fields left out."""
-    return rfc8785.dumps(statement.model_dump(mode="json", exclude_none=True))
+    try:
+        return rfc8785.dumps(statement.model_dump(mode="json", exclude_none=True))
+    except rfc8785.CanonicalizationError as exc:
+        raise BaselineInputError(Code.BASELINE_MALFORMED, f"the statement has no canonical form: {exc}") from None
 
 
 def baseline_id(payload: bytes) -> str:

@@ -24,6 +24,7 @@ from teeplane.baseline.tlog import b64
 from teeplane.remote import first_error
 
 _B64 = r"^[A-Za-z0-9+/]*={0,2}$"
+_PRINTABLE = r"^[\x20-\x7e]*$"
 MAX_SIGNATURES = 16
 MAX_PAYLOAD_B64 = 60_000
 
@@ -35,14 +36,14 @@ class _Model(BaseModel):
 class EnvelopeSignature(_Model):
     """One signature: the signing key's ID and the base64 signature over PAE(payloadType, payload)."""
 
-    keyid: str = Field(max_length=256)
+    keyid: str = Field(max_length=256, pattern=_PRINTABLE)
     sig: str = Field(min_length=4, max_length=4096, pattern=_B64)
 
 
 class Envelope(_Model):
     """A DSSE envelope as JSON."""
 
-    payload_type: str = Field(alias="payloadType", min_length=1, max_length=256)
+    payload_type: str = Field(alias="payloadType", min_length=1, max_length=256, pattern=_PRINTABLE)
     payload: str = Field(min_length=4, max_length=MAX_PAYLOAD_B64, pattern=_B64, description="standard base64")
     signatures: list[EnvelopeSignature] = Field(min_length=1, max_length=MAX_SIGNATURES)
 
@@ -72,7 +73,7 @@ def sign(payload: bytes, payload_type: str, signers: Sequence[Signer]) -> Envelo
     envelope = sslib_dsse.Envelope(payload, payload_type, {})
     for signer in signers:
         envelope.sign(signer)
-    return Envelope.model_validate(envelope.to_dict())
+    return parse_envelope(envelope.to_dict())
 
 
 def verify(envelope: Envelope, keys: Sequence[Key], payload_type: str) -> VerifiedEnvelope:

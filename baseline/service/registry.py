@@ -93,14 +93,19 @@ class BaselineRegistry:
 
     @classmethod
     def open(
-        cls, state: Path, log_signer: LogSigner, signer: Signer, trusted_keys: Sequence[Key] = ()
+        cls,
+        state: Path,
+        log_signer: LogSigner,
+        signer: Signer,
+        trusted_keys: Sequence[Key] = (),
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> BaselineRegistry:
         """The registry kept in `state`: the log in `state/log` (created when absent), the map beside it."""
         log_dir = state / LOG_DIR
         exists = (log_dir / CHECKPOINT).is_file()
         log = TileLog.open(log_dir, log_signer) if exists else TileLog.create(log_dir, log_signer)
         try:
-            return cls(log, BaselineIndex(state / INDEX_FILE), signer, trusted_keys)
+            return cls(log, BaselineIndex(state / INDEX_FILE), signer, trusted_keys, clock)
         except BaseException:
             log.close()
             raise
