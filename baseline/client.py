@@ -8,7 +8,9 @@ from teeplane.baseline.errors import BaselineRefusedError, Code
 from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.service.models import BaselineRecord, SignedBaseline, UnsignedBaseline
 from teeplane.baseline.tlog import b64, merkle
+from teeplane.baseline.tlog.checkpoint import parse_checkpoint
 from teeplane.baseline.tlog.merkle import HASH_SIZE
+from teeplane.baseline.tlog.note import parse_note
 from teeplane.baseline.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, hash_at, tile_levels, tile_path
 from teeplane.remote import RemoteError, ServiceClient, parse_response
 
@@ -55,19 +57,23 @@ class BgsClient(ServiceClient):
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """The consistency proof from the log's tree of `size1` entries to that of `size2`, computed
         from the served tiles (verifying it against two signed checkpoints authenticates them)."""
-        return merkle.consistency_proof(size1, size2, TileHashes(self, size2))
+        served = parse_checkpoint(parse_note(self.checkpoint())[0]).size
+        if served < size2:
+            raise BaselineRefusedError(Code.CHECKPOINT_UNPROVEN, f"the BGS serves a log of size {served}, not {size2}")
+        return merkle.consistency_proof(size1, size2, TileHashes(self, size2, served))
 
 
 class TileHashes:
-    """A `HashReader` over the tiles a BGS serves, for its tree of `size` entries.
+    """A `HashReader` over the tiles a BGS serving a log of `served` entries has, for its tree of `size`.
 
-    A partial tile this tree needs may be gone once the tile filled up; then the full tile's prefix
-    is used, as c2sp.org/tlog-tiles lets clients do.
+    The tiles of the smaller tree are prefixes of the served ones: the served partial tile, or the
+    full tile once that one filled up, as c2sp.org/tlog-tiles clients read them.
     """
 
-    def __init__(self, client: BgsClient, size: int) -> None:
+    def __init__(self, client: BgsClient, size: int, served: int) -> None:
         self._client = client
         self._size = size
+        self._served = served
         self._tiles: dict[tuple[int, int], list[bytes]] = {}
 
     def node(self, level: int, index: int) -> bytes:
@@ -81,8 +87,9 @@ class TileHashes:
 
     def _fetch(self, level: int, tile: int) -> bytes:
         width = min(TILE_WIDTH, (self._size >> (TILE_HEIGHT * level)) - tile * TILE_WIDTH)
-        data = self._client.tile(tile_path(level, tile, width))
-        if data is None and width < TILE_WIDTH:
+        served = min(TILE_WIDTH, (self._served >> (TILE_HEIGHT * level)) - tile * TILE_WIDTH)
+        data = self._client.tile(tile_path(level, tile, served))
+        if data is None and served < TILE_WIDTH:
             data = self._client.tile(tile_path(level, tile))
         if data is None or len(data) < width * HASH_SIZE:
             raise BaselineRefusedError(

@@ -18,7 +18,7 @@ class BaselineIndex:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # what a power loss drops is caught up from the log
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS baselines (id TEXT PRIMARY KEY, log_index INTEGER NOT NULL UNIQUE)"
         )

@@ -20,8 +20,9 @@ from teeplane.baseline.client import BgsClient
 from teeplane.baseline.document import BaselineMetadata
 from teeplane.baseline.keys import KeyType, generate_signer
 from teeplane.baseline.service.app import create_bgs_app
-from teeplane.baseline.service.registry import INDEX_FILE, BaselineRegistry
+from teeplane.baseline.service.registry import INDEX_FILE, LOG_DIR, BaselineRegistry
 from teeplane.baseline.tlog.note import Signer as LogSigner
+from teeplane.baseline.tlog.storage import TileLog
 from teeplane.baseline.tlog.tiles import decode_bundle
 from teeplane.baseline.verify import verify_bundle
 from teeplane.http import PROBLEM_JSON
@@ -144,25 +145,26 @@ def test_the_log_is_served_as_tlog_tiles(bgs: Bgs) -> None:
         assert (response.status_code, response.headers["content-type"]) == (404, PROBLEM_JSON), missing
 
 
-def test_full_tiles_are_immutable_and_clients_prove_consistency_from_tiles(bgs: Bgs) -> None:
-    for seed in range(3):
-        bgs.registry.publish_measurements(measurements(seed))
-    envelopes = [signed(seed, BGS_SIGNER) for seed in range(3, 260)]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(bgs.registry.publish, envelopes))
-    assert bgs.registry.size == 260
-    full = bgs.http.get("/tile/0/000")
-    assert full.headers["cache-control"] == "public, max-age=31536000, immutable" and len(full.content) == 8192
-    assert len(decode_bundle(bgs.http.get("/tile/entries/000").content)) == 256
-    log = bgs.registry._log
-    for size1, size2 in [(1, 260), (3, 256), (200, 257), (2, 3)]:
-        assert bgs.client.consistency_proof(size1, size2) == log.consistency_proof(size1, size2)
-    # once the tile filled up, its partial versions go; the client then reads the full tile's prefix
-    deadline = time.monotonic() + 5
-    while bgs.http.get("/tile/0/000.p/3").status_code != 404 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert bgs.http.get("/tile/0/000.p/3").status_code == 404
-    assert bgs.client.consistency_proof(2, 3) == log.consistency_proof(2, 3)
+def test_full_tiles_are_immutable_and_clients_prove_consistency_from_tiles(tmp_path: Path) -> None:
+    """A log of 260 entries written beforehand: the BGS maps them on open and serves their tiles."""
+    with TileLog.create(tmp_path / LOG_DIR, LOG_SIGNER) as log:
+        log.append([signed(seed, RELEASE_SIGNER).canonical() for seed in range(3)])
+        log.append([signed(seed, RELEASE_SIGNER).canonical() for seed in range(3, 260)])
+    bgs = start(tmp_path)
+    try:
+        assert bgs.client.get(document(259).id).index == 259
+        full = bgs.http.get("/tile/0/000")
+        assert full.headers["cache-control"] == "public, max-age=31536000, immutable" and len(full.content) == 8192
+        assert len(decode_bundle(bgs.http.get("/tile/entries/000").content)) == 256
+        assert len(bgs.http.get("/tile/1/000.p/1").content) == 32
+        log = bgs.registry._log
+        for size1, size2 in [(1, 260), (3, 256), (200, 257), (2, 3)]:
+            assert bgs.client.consistency_proof(size1, size2) == log.consistency_proof(size1, size2)
+        # the partial tiles of a tile that filled up are gone; the client reads the full tile's prefix
+        assert bgs.http.get("/tile/0/000.p/3").status_code == 404
+        assert bgs.client.consistency_proof(2, 3) == log.consistency_proof(2, 3)
+    finally:
+        bgs.registry.close()
 
 
 def test_concurrent_publications_share_checkpoints(bgs: Bgs) -> None:
