@@ -37,8 +37,8 @@ from teeplane.baseline.keys import (
 from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.service.models import BaselineRecord
 from teeplane.baseline.tlog import b64
-from teeplane.baseline.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint
-from teeplane.baseline.tlog.note import Verifier, parse_note
+from teeplane.baseline.tlog.checkpoint import Checkpoint, open_checkpoint, peek_checkpoint
+from teeplane.baseline.tlog.note import Verifier
 from teeplane.baseline.tlog.proof import parse_proof
 from teeplane.baseline.verify import VerifiedBaseline, verify_bundle
 from teeplane.errors import TeeplaneError
@@ -55,20 +55,26 @@ _Token = Annotated[
 _TokenFile = Annotated[Path | None, typer.Option(help="Read the admin bearer token from this file.")]
 
 
-def _fail(error: TeeplaneError, as_json: bool) -> None:
+def _fail(error: TeeplaneError, as_json: bool, failed: dict[str, Any]) -> None:
     if as_json:
-        typer.echo(json.dumps({"ok": False, "errors": [error.to_dict()]}, indent=2))
+        typer.echo(json.dumps({"ok": False, **failed, "errors": [error.to_dict()]}, indent=2))
     else:
         Console(stderr=True).print(f"[red]error[/] {error}", highlight=False)
     raise typer.Exit(error.exit_code)
 
 
-def _run(as_json: bool, action: Callable[[], dict[str, Any]], show: Callable[[dict[str, Any]], None]) -> None:
-    """Run `action`; print its result (JSON or through `show`), or its typed error with its exit code."""
+def _run(
+    as_json: bool,
+    action: Callable[[], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+    failed: dict[str, Any] | None = None,
+) -> None:
+    """Run `action`; print its result (JSON or through `show`), or its typed error (JSON: with the
+    fields of `failed`) and exit with the error's exit code."""
     try:
         result = action()
     except TeeplaneError as error:
-        _fail(error, as_json)
+        _fail(error, as_json, failed or {})
         return
     if as_json:
         typer.echo(json.dumps({"ok": True, **result}, indent=2))
@@ -104,10 +110,6 @@ def _log_key(value: str) -> Verifier:
     path = Path(value)
     text = read_file(path, "log key").decode().strip() if path.is_file() else value.strip()
     return Verifier.from_vkey(text)
-
-
-def _unverified_checkpoint(note: bytes) -> Checkpoint:
-    return parse_checkpoint(parse_note(note)[0])
 
 
 # -- keys
@@ -174,7 +176,7 @@ def _summary(document: BaselineDocument, bundle: BaselineBundle) -> dict[str, An
     log: dict[str, Any] | None = None
     if bundle.proof is not None:
         proof = parse_proof(bundle.proof.encode())
-        checkpoint = _unverified_checkpoint(proof.checkpoint)
+        checkpoint = peek_checkpoint(proof.checkpoint)
         log = {"origin": checkpoint.origin, "index": proof.index, "tree_size": checkpoint.size}
     return {
         "id": document.id,
@@ -260,8 +262,8 @@ def fetch(
         record = client.get(baseline_id)
         consistency = None
         if since is not None:
-            old = _unverified_checkpoint(read_file(since, "checkpoint")).size
-            new = _unverified_checkpoint(parse_proof(record.proof.encode()).checkpoint).size
+            old = peek_checkpoint(read_file(since, "checkpoint")).size
+            new = peek_checkpoint(parse_proof(record.proof.encode()).checkpoint).size
             if old > new:
                 raise BaselineInputError(Code.CHECKPOINT_UNPROVEN, f"--since is of size {old}, the log of {new}")
             hashes = client.consistency_proof(old, new) if 0 < old < new else []
@@ -370,7 +372,7 @@ def verify(
         if result["consistent_with"] is not None:
             console.print(f"the log extends the checkpoint of size {result['consistent_with']['tree_size']}")
 
-    _run(as_json, action, render)
+    _run(as_json, action, render, failed={"verified": False})
 
 
 def _consistency(bundle: BaselineBundle, previous: Checkpoint, bgs: str | None) -> list[bytes] | None:
@@ -378,7 +380,7 @@ def _consistency(bundle: BaselineBundle, previous: Checkpoint, bgs: str | None) 
     given, else from the bundle when it holds one from `previous`'s size, else none."""
     if bundle.proof is None:
         return None
-    current = _unverified_checkpoint(parse_proof(bundle.proof.encode()).checkpoint)
+    current = peek_checkpoint(parse_proof(bundle.proof.encode()).checkpoint)
     sizes = sorted((previous.size, current.size))
     if bgs is not None:
         return _client(bgs).consistency_proof(*sizes) if 0 < sizes[0] < sizes[1] else []

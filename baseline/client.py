@@ -8,9 +8,8 @@ from teeplane.baseline.errors import BaselineRefusedError, Code
 from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.service.models import BaselineRecord, SignedBaseline, UnsignedBaseline
 from teeplane.baseline.tlog import b64, merkle
-from teeplane.baseline.tlog.checkpoint import parse_checkpoint
+from teeplane.baseline.tlog.checkpoint import peek_checkpoint
 from teeplane.baseline.tlog.merkle import HASH_SIZE
-from teeplane.baseline.tlog.note import parse_note
 from teeplane.baseline.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, hash_at, tile_levels, tile_path
 from teeplane.remote import RemoteError, ServiceClient, parse_response
 
@@ -57,7 +56,7 @@ class BgsClient(ServiceClient):
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """The consistency proof from the log's tree of `size1` entries to that of `size2`, computed
         from the served tiles (verifying it against two signed checkpoints authenticates them)."""
-        served = parse_checkpoint(parse_note(self.checkpoint())[0]).size
+        served = peek_checkpoint(self.checkpoint()).size
         if served < size2:
             raise BaselineRefusedError(Code.CHECKPOINT_UNPROVEN, f"the BGS serves a log of size {served}, not {size2}")
         return merkle.consistency_proof(size1, size2, TileHashes(self, size2, served))

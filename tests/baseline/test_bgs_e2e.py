@@ -52,12 +52,12 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
         refused = httpx.post(bgs.url + "/v1/baselines", json={"measurements": measurements().model_dump(mode="json")})
         assert (refused.status_code, refused.json()["code"]) == (401, "auth.admin_required")
 
-        # three baselines signed by the BGS, three signed here and published with the CLI
-        ids = [client.publish_measurements(measurements(seed), metadata()).id for seed in range(3)]
-        first_checkpoint = tmp_path / "checkpoint-3"
+        # two baselines signed by the BGS, two signed here and published with the CLI
+        ids = [client.publish_measurements(measurements(seed), metadata()).id for seed in range(2)]
+        first_checkpoint = tmp_path / "checkpoint-2"
         first_checkpoint.write_bytes(client.checkpoint())
         signer = load_signer((tmp_path / "sign.pem").read_bytes())
-        for seed in range(3, 6):
+        for seed in range(2, 4):
             unpublished = tmp_path / f"local-{seed}.json"
             unpublished.write_bytes(dump_bundle(BaselineBundle(envelope=signed(seed, signer))))
             code, out = verify(tmp_path, unpublished)
@@ -67,10 +67,10 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
             assert out["log"] == {"origin": ORIGIN, "index": seed, "tree_size": seed + 1}
             ids.append(out["id"])
             assert verify(tmp_path, unpublished)[0] == 0
-        code, out = teeplane("baseline", "publish", str(tmp_path / "local-5.json"), "--bgs", bgs.url)
+        code, out = teeplane("baseline", "publish", str(tmp_path / "local-3.json"), "--bgs", bgs.url)
         assert (code, out["errors"][0]["code"]) == (1, "auth.admin_required")
 
-        # fetch each, verify offline; against the checkpoint seen after three, a proof is needed
+        # fetch each, verify offline; against the checkpoint seen after two, a proof is needed
         fetched = []
         for number, baseline_id in enumerate(ids):
             path = tmp_path / f"fetched-{number}.json"
@@ -78,13 +78,13 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
             fetched.append(path)
             code, out = verify(tmp_path, path)
             assert code == 0, out
-            assert (out["id"], out["log"]["index"], out["log"]["tree_size"]) == (baseline_id, number, 6)
+            assert (out["id"], out["log"]["index"], out["log"]["tree_size"]) == (baseline_id, number, 4)
         code, out = verify(tmp_path, fetched[0], "--checkpoint", str(first_checkpoint))
         assert (code, out["errors"][0]["code"]) == (1, "checkpoint.consistency_unproven")
         code, out = verify(tmp_path, fetched[0], "--checkpoint", str(first_checkpoint), "--bgs", bgs.url)
-        assert (code, out["consistent_with"]) == (0, {"tree_size": 3}), out
+        assert (code, out["consistent_with"]) == (0, {"tree_size": 2}), out
         carried = tmp_path / "with-consistency.json"
-        assert teeplane("baseline", "fetch", ids[4], "--bgs", bgs.url, "-o", str(carried),
+        assert teeplane("baseline", "fetch", ids[3], "--bgs", bgs.url, "-o", str(carried),
                         "--since", str(first_checkpoint))[0] == 0  # fmt: skip
         assert read_bundle(carried.read_bytes()).consistency is not None
         assert verify(tmp_path, carried, "--checkpoint", str(first_checkpoint))[0] == 0
@@ -93,7 +93,7 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
         table = CliRunner().invoke(app, ["baseline", "verify", str(carried), "--signer-key", pub, "--log-key", vkey,
                                          "--checkpoint", str(first_checkpoint)])  # fmt: skip
         assert table.exit_code == 0, table.output
-        assert "baseline verified" in table.output and "extends the checkpoint of size 3" in table.output
+        assert "baseline verified" in table.output and "extends the checkpoint of size 2" in table.output
 
         # a restart keeps the log, the checkpoint and every baseline
         before = client.checkpoint()
@@ -104,13 +104,13 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
             record = client.get(baseline_id)
             assert record.index == number
             assert record.envelope == read_bundle(fetched[number].read_bytes()).envelope
-        more = client.publish_measurements(measurements(6), metadata())
-        assert more.index == 6
+        more = client.publish_measurements(measurements(4), metadata())
+        assert more.index == 4
         assert verify(tmp_path, fetched[1], "--checkpoint", str(first_checkpoint), "--bgs", bgs.url)[0] == 0
 
-        # the log key signed another tree of size 3 (a split view): a verifier who saw it finds the fork
+        # the log key signed another tree of size 2 (a split view): a verifier who saw it finds the fork
         with TileLog.create(tmp_path / "fork", load_log_signer((tmp_path / "log.pem").read_bytes(), ORIGIN)) as fork:
-            fork.append([signed(seed + 10, signer).canonical() for seed in range(3)])
+            fork.append([signed(seed + 10, signer).canonical() for seed in range(2)])
             (tmp_path / "forked-checkpoint").write_bytes(fork.checkpoint)
         code, out = verify(tmp_path, fetched[1], "--checkpoint", str(tmp_path / "forked-checkpoint"), "--bgs", bgs.url)
         assert (code, out["errors"][0]["code"]) == (1, "checkpoint.inconsistent")
