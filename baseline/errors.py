@@ -4,6 +4,8 @@ Every code is stable: tests, CLI JSON and problem+json bodies rely on it. `LogIn
 input could not be read or does not fit (a note, a checkpoint, a proof file, an entry, an index);
 `LogVerificationError` means it was read and refused (a signature or Merkle proof that does not
 verify, two checkpoints that fork); `LogStorageError` means the log on disk is unusable.
+`BaselineInputError` and `BaselineRefusedError` are the same split for baseline documents, their
+DSSE envelopes, signing keys and bundles; `BaselineNotFoundError` is a baseline the BGS does not hold.
 """
 
 from __future__ import annotations
@@ -46,6 +48,31 @@ class Code(StrEnum):
     TLOG_MISSING = "tlog.missing"
     TLOG_EXISTS = "tlog.exists"
 
+    # signing keys (PEM files)
+    KEY_MALFORMED = "key.malformed"
+    KEY_UNSUPPORTED = "key.unsupported"
+    KEY_EXISTS = "key.exists"
+
+    # DSSE envelopes
+    DSSE_MALFORMED = "dsse.malformed"
+    DSSE_PAYLOAD_TYPE = "dsse.payload_type_unsupported"
+    DSSE_SIGNATURE_INVALID = "dsse.signature_invalid"
+    DSSE_UNTRUSTED_SIGNER = "dsse.untrusted_signer"
+
+    # baseline documents (in-toto statements) and bundles
+    BASELINE_MALFORMED = "baseline.malformed"
+    BASELINE_NOT_CANONICAL = "baseline.not_canonical"
+    BASELINE_STATEMENT_TYPE = "baseline.statement_type"
+    BASELINE_PREDICATE_TYPE = "baseline.predicate_type"
+    BASELINE_SUBJECT_MISMATCH = "baseline.subject_mismatch"
+    BASELINE_NOT_YET_VALID = "baseline.not_yet_valid"
+    BASELINE_EXPIRED = "baseline.expired"
+    BASELINE_ID_MISMATCH = "baseline.id_mismatch"
+    BASELINE_NOT_FOUND = "baseline.not_found"
+    BASELINE_NOT_LOGGED = "baseline.not_logged"
+    BUNDLE_MALFORMED = "bundle.malformed"
+    CHECKPOINT_UNPROVEN = "checkpoint.consistency_unproven"
+
 
 class LogInputError(InputError):
     """A note, key, checkpoint or proof file that cannot be read; an entry or index that does not fit."""
@@ -68,3 +95,26 @@ class LogStorageError(TeeplaneError):
 
     def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
         super().__init__(code.value, message, where=where)
+
+
+class BaselineInputError(InputError):
+    """A key, envelope, statement or bundle that cannot be read or does not have the right shape."""
+
+    def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
+        super().__init__(code.value, message, where=where)
+
+
+class BaselineRefusedError(RefusedError):
+    """A baseline that was read but is refused: bad signature, untrusted signer, outside its validity."""
+
+    def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
+        super().__init__(code.value, message, where=where)
+
+
+class BaselineNotFoundError(TeeplaneError):
+    """No baseline with this ID in the log."""
+
+    http_status = 404
+
+    def __init__(self, baseline_id: str) -> None:
+        super().__init__(Code.BASELINE_NOT_FOUND.value, f"no baseline {baseline_id} in the log")

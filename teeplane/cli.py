@@ -16,6 +16,8 @@ from teeplane.attestation.demo import run as run_demo
 from teeplane.attestation.eps.cli import app as eps_app
 from teeplane.attestation.ras.cli import app as ras_app
 from teeplane.attestation.verify_cli import verify_command
+from teeplane.baseline.cli import app as baseline_app
+from teeplane.baseline.service.cli import app as bgs_app
 from teeplane.tks.cli import app as tks_app
 from teeplane.tks.keys_cli import app as keys_app
 
@@ -49,6 +51,8 @@ app.add_typer(ras_app, name="ras")
 app.add_typer(agent_app, name="agent")
 app.add_typer(tks_app, name="tks")
 app.add_typer(keys_app, name="keys")
+app.add_typer(baseline_app, name="baseline")
+app.add_typer(bgs_app, name="bgs")
 app.command("verify")(verify_command)
 
 

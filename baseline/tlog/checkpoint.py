@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from teeplane.baseline.errors import Code, LogInputError, LogVerificationError
 from teeplane.baseline.tlog import b64
 from teeplane.baseline.tlog.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
-from teeplane.baseline.tlog.note import Signer, Verifier, open_note, sign_note
+from teeplane.baseline.tlog.note import Signer, Verifier, open_note, parse_note, sign_note
 
 MAX_TREE_SIZE = (1 << 64) - 1
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
@@ -78,6 +78,11 @@ def open_checkpoint(note: bytes, origin: str, verifiers: Sequence[Verifier]) -> 
             Code.CHECKPOINT_ORIGIN_MISMATCH, f"checkpoint of {checkpoint.origin!r}, expected {origin!r}"
         )
     return checkpoint
+
+
+def peek_checkpoint(note: bytes) -> Checkpoint:
+    """The checkpoint a signed note holds, WITHOUT verifying any signature (for its size, say)."""
+    return parse_checkpoint(parse_note(note)[0])
 
 
 def verify_checkpoints_consistent(old: Checkpoint, new: Checkpoint, proof: Sequence[bytes]) -> None:

@@ -107,6 +107,11 @@ class TileLog:
         self.close()
 
     @property
+    def root(self) -> Path:
+        """The log's directory (its files are laid out as c2sp.org/tlog-tiles paths)."""
+        return self._root
+
+    @property
     def size(self) -> int:
         """The number of entries the current checkpoint covers."""
         return self._size

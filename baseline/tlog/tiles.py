@@ -9,7 +9,9 @@ partial tile of width W. Entry bundles are entries with a big-endian uint16 leng
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from teeplane.baseline.errors import Code, LogInputError
 from teeplane.baseline.tlog.merkle import HASH_SIZE
@@ -18,6 +20,9 @@ TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 FULL_TILE_BYTES = TILE_WIDTH * HASH_SIZE
 MAX_ENTRY_SIZE = 0xFFFF
+MAX_TILE_LEVEL = 63
+
+_TILE_PATH = re.compile(r"tile/(entries|[0-9]{1,2})/((?:x[0-9]{3}/)*[0-9]{3})(?:\.p/([0-9]{1,3}))?")
 
 _sha256 = hashlib.sha256
 
@@ -48,6 +53,41 @@ def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
 def bundle_path(index: int, width: int = TILE_WIDTH) -> str:
     """`tile/entries/<N>[.p/<W>]`."""
     return f"tile/entries/{index_path(index)}{_suffix(width)}"
+
+
+@dataclass(frozen=True, slots=True)
+class TileId:
+    """Which tile a path names: its level (None for an entry bundle), index and width."""
+
+    level: int | None
+    index: int
+    width: int
+
+    @property
+    def full(self) -> bool:
+        """Whether the tile is full (and so never changes)."""
+        return self.width == TILE_WIDTH
+
+    def covered_by(self, size: int) -> bool:
+        """Whether the tree of `size` entries holds every hash (or entry) of this tile."""
+        count = size >> (TILE_HEIGHT * (self.level or 0))
+        return self.index * TILE_WIDTH + self.width <= count
+
+
+def parse_tile_path(path: str) -> TileId:
+    """The tile a canonical `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]` path names; `ValueError`
+    for any other path (leading zeros, extra `x000/` groups, widths out of range)."""
+    match = _TILE_PATH.fullmatch(path)
+    if match is None:
+        raise ValueError(f"not a tile path: {path!r}")
+    level = None if match[1] == "entries" else int(match[1])
+    tile = TileId(level, int(match[2].replace("x", "").replace("/", "")), int(match[3] or TILE_WIDTH))
+    if level is not None and level > MAX_TILE_LEVEL:
+        raise ValueError(f"tile level {level} is over {MAX_TILE_LEVEL}")
+    canonical = bundle_path(tile.index, tile.width) if level is None else tile_path(level, tile.index, tile.width)
+    if canonical != path:
+        raise ValueError(f"not a canonical tile path: {path!r}")
+    return tile
 
 
 def encode_bundle(entries: Sequence[bytes]) -> bytes:

@@ -1,0 +1,1 @@
+"""The Baseline Generation System service: publishes signed baselines into the transparency log."""
