@@ -14,8 +14,10 @@ from teeplane.attestation.errors import Code, EvidenceFormatError
 from teeplane.attestation.reference import ReferenceValues
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import anchor_from_pem, intel_root
-from teeplane.attestation.verify import verify_service
-from teeplane.errors import TeeplaneError
+from teeplane.attestation.verify import BaselineTrust, verify_service
+from teeplane.baseline.bundle import read_bundle
+from teeplane.baseline.keys import load_log_verifier, load_public_key
+from teeplane.errors import InputError, TeeplaneError
 from teeplane.io import read_file
 
 
@@ -26,6 +28,25 @@ def _reference(path: Path) -> ReferenceValues:
         raise EvidenceFormatError(Code.INPUT_UNREADABLE, f"reference values {path}: {exc.errors()[0]['msg']}") from None
 
 
+def _baseline_trust(
+    bundle: Path | None, from_service: bool, signer_keys: list[Path], log_key: str | None, reference: Path | None
+) -> BaselineTrust | None:
+    """What the baseline options ask for, checked for sense."""
+    if bundle is None and not from_service:
+        return None
+    if bundle is not None and from_service:
+        raise InputError("input.unreadable", "give --baseline or --baseline-from-service, not both")
+    if reference is not None:
+        raise InputError("input.unreadable", "give --reference or a baseline, not both")
+    if not signer_keys or log_key is None:
+        raise InputError("input.unreadable", "a baseline is verified under --signer-key and --log-key: give both")
+    return BaselineTrust(
+        [load_public_key(read_file(path, "signer key")) for path in signer_keys],
+        load_log_verifier(log_key),
+        read_bundle(read_file(bundle, "baseline bundle")) if bundle is not None else None,
+    )
+
+
 def verify_command(
     url: Annotated[str, typer.Argument(help="The service's EPS base URL.")],
     reference: Annotated[Path | None, typer.Option(help="Reference values JSON to judge the measurements.")] = None,
@@ -34,11 +55,24 @@ def verify_command(
     allow_simulated: Annotated[bool, typer.Option(help="Accept evidence under a non-Intel root.")] = False,
     accept_tcb: Annotated[str, typer.Option(help="Accepted TCB statuses, comma-separated.")] = "UpToDate",
     allow_debug: Annotated[bool, typer.Option(help="Accept a TD with debug enabled.")] = False,
+    baseline: Annotated[
+        Path | None, typer.Option(help="Judge by this baseline bundle (verified under --signer-key and --log-key).")
+    ] = None,
+    baseline_from_service: Annotated[
+        bool, typer.Option(help="Judge by the baseline bundle the service serves (verified the same way).")
+    ] = False,
+    signer_key: Annotated[
+        list[Path] | None, typer.Option(help="Pinned BGS baseline-signing public key, PEM (repeatable).")
+    ] = None,
+    log_key: Annotated[
+        str | None, typer.Option(help="Pinned transparency-log verifier key (<origin>+<id>+<key>), or a file.")
+    ] = None,
     at: AtOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Fetch fresh evidence for our own nonce from URL and appraise it (exit 0 accepted, 1 refused, 2 error)."""
     try:
+        trust = _baseline_trust(baseline, baseline_from_service, signer_key or [], log_key, reference)
         anchor = intel_root() if root is None else anchor_from_pem(read_file(root, "root"), simulated=True)
         appraisal = verify_service(
             EpsClient(url),
@@ -47,6 +81,7 @@ def verify_command(
             policy=policy_from_options(accept_tcb, allow_debug, allow_simulated),
             reference=_reference(reference) if reference else None,
             collateral=load_bundle(read_file(collateral, "collateral")) if collateral else None,
+            baseline=trust,
         )
     except TeeplaneError as error:
         fail(error, as_json)

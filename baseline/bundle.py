@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from teeplane.baseline.document import baseline_id
 from teeplane.baseline.dsse import Envelope
 from teeplane.baseline.errors import BaselineInputError, Code
 from teeplane.baseline.tlog import b64
@@ -65,6 +66,19 @@ def read_bundle(data: bytes) -> BaselineBundle:
         raise BaselineInputError(Code.BUNDLE_MALFORMED, f"not a baseline bundle: {first_error(exc)}") from None
 
 
+def parse_bundle(data: object) -> BaselineBundle:
+    """A bundle from decoded JSON (e.g. as an EPS serves it), or `bundle.malformed`."""
+    try:
+        return BaselineBundle.model_validate(data)
+    except ValidationError as exc:
+        raise BaselineInputError(Code.BUNDLE_MALFORMED, f"not a baseline bundle: {first_error(exc)}") from None
+
+
 def dump_bundle(bundle: BaselineBundle) -> bytes:
     """The bundle as indented JSON, unset optional fields left out."""
     return (json.dumps(bundle.model_dump(mode="json", exclude_none=True), indent=2) + "\n").encode()
+
+
+def bundle_id(bundle: BaselineBundle) -> str:
+    """The baseline ID of the statement a bundle carries (read, not verified)."""
+    return baseline_id(b64.decode(bundle.envelope.payload, Code.BUNDLE_MALFORMED, "the envelope payload"))

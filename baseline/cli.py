@@ -29,6 +29,7 @@ from teeplane.baseline.keys import (
     KeyType,
     generate_signer,
     load_log_signer,
+    load_log_verifier,
     load_public_key,
     load_signer,
     private_pem,
@@ -38,7 +39,6 @@ from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.service.models import BaselineRecord
 from teeplane.baseline.tlog import b64
 from teeplane.baseline.tlog.checkpoint import Checkpoint, open_checkpoint, peek_checkpoint
-from teeplane.baseline.tlog.note import Verifier
 from teeplane.baseline.tlog.proof import parse_proof
 from teeplane.baseline.verify import VerifiedBaseline, verify_bundle
 from teeplane.errors import TeeplaneError
@@ -103,13 +103,6 @@ def _read_bundle(path: Path) -> BaselineBundle:
 
 def _record_bundle(record: BaselineRecord, consistency: Consistency | None = None) -> BaselineBundle:
     return BaselineBundle(envelope=record.envelope, proof=record.proof, consistency=consistency)
-
-
-def _log_key(value: str) -> Verifier:
-    """A c2sp verifier key given as such, or in a file."""
-    path = Path(value)
-    text = read_file(path, "log key").decode().strip() if path.is_file() else value.strip()
-    return Verifier.from_vkey(text)
 
 
 # -- keys
@@ -353,7 +346,7 @@ def verify(
     def action() -> dict[str, Any]:
         bundle = _read_bundle(file)
         keys = [load_public_key(read_file(p, "signer key")) for p in signer_key]
-        verifier = _log_key(log_key)
+        verifier = load_log_verifier(log_key)
         previous = None
         consistency = None
         if checkpoint is not None:

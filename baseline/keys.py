@@ -9,6 +9,7 @@ default (SHA-256 of the canonical key).
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -23,6 +24,8 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from teeplane.baseline.errors import BaselineInputError, Code
 from teeplane.baseline.tlog.note import Signer as LogSigner
+from teeplane.baseline.tlog.note import Verifier
+from teeplane.io import read_file
 
 
 class KeyType(StrEnum):
@@ -85,3 +88,10 @@ def load_log_signer(pem: bytes, origin: str) -> LogSigner:
     if not isinstance(private_key, Ed25519PrivateKey):
         raise BaselineInputError(Code.KEY_UNSUPPORTED, "the log key must be Ed25519 (c2sp signed notes)")
     return LogSigner(origin, private_key)
+
+
+def load_log_verifier(value: str) -> Verifier:
+    """A log's c2sp verifier key (`<origin>+<id>+<key>`), given as such or in a file."""
+    path = Path(value)
+    text = read_file(path, "log key").decode().strip() if path.is_file() else value.strip()
+    return Verifier.from_vkey(text)

@@ -19,8 +19,10 @@ from teeplane.attestation.eps.provider import (
 )
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.pki import FILE_NAMES, SimulationAuthority
+from teeplane.baseline.bundle import bundle_id, read_bundle
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.http import serve
+from teeplane.io import read_file
 
 app = typer.Typer(help="The Evidence Provision Service.", no_args_is_help=True)
 
@@ -44,6 +46,10 @@ def serve_command(
         typer.Option(help="Simulation authority directory (loaded; generated and saved there if empty)."),
     ] = None,
     baseline_id: Annotated[str | None, typer.Option(help="The baseline ID the workload was built from.")] = None,
+    baseline_bundle: Annotated[
+        Path | None,
+        typer.Option(help="The workload's published baseline bundle: served as its log proof (its ID as baseline ID)."),
+    ] = None,
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM); needs --tls-key.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
 ) -> None:
@@ -54,7 +60,13 @@ def serve_command(
         if sim_state is not None and provider is not ProviderKind.SIMULATED:
             raise InputError("input.unreadable", "--sim-state needs --provider simulated")
         source = _simulated(sim_state) if provider is ProviderKind.SIMULATED else ConfigfsTsmProvider()
-        eps = create_eps_app(source, baseline_id=baseline_id)
+        log_proof = None
+        if baseline_bundle is not None:
+            bundle = read_bundle(read_file(baseline_bundle, "baseline bundle"))
+            if baseline_id is not None and baseline_id != bundle_id(bundle):
+                raise InputError("input.unreadable", f"--baseline-id {baseline_id} is not the bundle's baseline")
+            baseline_id, log_proof = bundle_id(bundle), bundle.model_dump(mode="json", exclude_none=True)
+        eps = create_eps_app(source, baseline_id=baseline_id, log_proof=log_proof)
     except TeeplaneError as error:
         Console(stderr=True).print(f"[red]error[/] {error}", highlight=False)
         raise typer.Exit(error.exit_code) from None
