@@ -15,7 +15,8 @@ from teeplane.attestation.reference import ReferenceValues
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.trust import anchor_from_pem, intel_root
 from teeplane.attestation.verify import BaselineTrust, verify_service
-from teeplane.baseline.bundle import read_bundle
+from teeplane.baseline.bundle import BaselineBundle, read_bundle
+from teeplane.baseline.client import BgsClient
 from teeplane.baseline.keys import load_log_verifier, load_public_key
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.io import read_file
@@ -28,14 +29,28 @@ def _reference(path: Path) -> ReferenceValues:
         raise EvidenceFormatError(Code.INPUT_UNREADABLE, f"reference values {path}: {exc.errors()[0]['msg']}") from None
 
 
+def _bundle(path: Path | None, baseline_id: str | None, bgs: str | None) -> BaselineBundle | None:
+    """The baseline bundle from a file, or fetched by ID from a BGS (checked to be that ID)."""
+    if baseline_id is None:
+        return read_bundle(read_file(path, "baseline bundle")) if path is not None else None
+    if bgs is None or path is not None:
+        raise InputError("input.unreadable", "--baseline-id needs --bgs, and no --baseline")
+    record = BgsClient(bgs).get(baseline_id)
+    return BaselineBundle(envelope=record.envelope, proof=record.proof)
+
+
 def _baseline_trust(
-    bundle: Path | None, from_service: bool, signer_keys: list[Path], log_key: str | None, reference: Path | None
+    bundle: BaselineBundle | None,
+    from_service: bool,
+    signer_keys: list[Path],
+    log_key: str | None,
+    reference: Path | None,
 ) -> BaselineTrust | None:
     """What the baseline options ask for, checked for sense."""
     if bundle is None and not from_service:
         return None
     if bundle is not None and from_service:
-        raise InputError("input.unreadable", "give --baseline or --baseline-from-service, not both")
+        raise InputError("input.unreadable", "give a baseline (--baseline, --baseline-id) or --baseline-from-service")
     if reference is not None:
         raise InputError("input.unreadable", "give --reference or a baseline, not both")
     if not signer_keys or log_key is None:
@@ -43,7 +58,7 @@ def _baseline_trust(
     return BaselineTrust(
         [load_public_key(read_file(path, "signer key")) for path in signer_keys],
         load_log_verifier(log_key),
-        read_bundle(read_file(bundle, "baseline bundle")) if bundle is not None else None,
+        bundle,
     )
 
 
@@ -57,6 +72,12 @@ def verify_command(
     allow_debug: Annotated[bool, typer.Option(help="Accept a TD with debug enabled.")] = False,
     baseline: Annotated[
         Path | None, typer.Option(help="Judge by this baseline bundle (verified under --signer-key and --log-key).")
+    ] = None,
+    baseline_id: Annotated[
+        str | None, typer.Option(help="Judge by this baseline, fetched from --bgs (verified the same way).")
+    ] = None,
+    bgs: Annotated[
+        str | None, typer.Option(envvar="TEEPLANE_BGS_URL", help="The BGS to fetch --baseline-id from.")
     ] = None,
     baseline_from_service: Annotated[
         bool, typer.Option(help="Judge by the baseline bundle the service serves (verified the same way).")
@@ -72,7 +93,8 @@ def verify_command(
 ) -> None:
     """Fetch fresh evidence for our own nonce from URL and appraise it (exit 0 accepted, 1 refused, 2 error)."""
     try:
-        trust = _baseline_trust(baseline, baseline_from_service, signer_key or [], log_key, reference)
+        bundle = _bundle(baseline, baseline_id, bgs)
+        trust = _baseline_trust(bundle, baseline_from_service, signer_key or [], log_key, reference)
         anchor = intel_root() if root is None else anchor_from_pem(read_file(root, "root"), simulated=True)
         appraisal = verify_service(
             EpsClient(url),

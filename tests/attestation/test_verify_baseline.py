@@ -29,6 +29,7 @@ ORIGIN = "bgs.example.com/baselines"
 @dataclass
 class Published:
     tmp: Path
+    bgs: str
     eps: str
     bundle: Path
     other_bundle: Path
@@ -63,7 +64,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
             assert fetched.returncode == 0, fetched.stderr
             paths.append(tmp / name)
         eps = stack.enter_context(service("eps", [*files.eps_args(), "--baseline-bundle", str(paths[0])], tmp))
-        yield Published(tmp, eps, paths[0], paths[1], record.id)
+        yield Published(tmp, bgs, eps, paths[0], paths[1], record.id)
 
 
 def verify(published: Published, *options: str, signer: str = "sign.pem.pub") -> tuple[int, dict[str, Any]]:
@@ -84,8 +85,9 @@ def test_the_service_is_judged_by_its_logged_baseline(published: Published) -> N
     assert checks(report)["baseline"] and checks(report)["reference.values"] and checks(report)["binding"]
     baseline = next(c["detail"] for c in report["checks"] if c["name"] == "baseline")
     assert published.baseline_id in baseline and ORIGIN in baseline
-    # The same with the bundle held by the verifier.
+    # The same with the bundle held by the verifier, or fetched by its ID from the BGS.
     assert verify(published, "--baseline", str(published.bundle))[0] == 0
+    assert verify(published, "--baseline-id", published.baseline_id, "--bgs", published.bgs)[0] == 0
 
 
 def test_a_baseline_signed_by_someone_else_is_refused(published: Published) -> None:
