@@ -37,6 +37,7 @@ from teeplane.attestation.token import verify_token
 from teeplane.attestation.trust import TrustAnchor
 from teeplane.cli import app
 from teeplane.remote import RemoteError
+from teeplane.tls import CertificateAuthority
 
 pytestmark = pytest.mark.corpus
 
@@ -130,37 +131,49 @@ def codes(error: AttestationRefusedError) -> set[str]:
 # --- RAS with a PCS and no collateral files ------------------------------------------------------
 
 
-def test_ras_serve_with_pcs_url_verifies_a_genuine_quote(tmp_path: Path, tdx: Path, dcap_qvl_pcs: FakePcs) -> None:
-    """`teeplane ras serve --pcs-url`: a genuine quote verifies at the corpus's time with collateral
-    fetched over HTTP; the next quote of that FMSPC costs no request."""
+@pytest.fixture
+def tls(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A private CA (PEM file) and the serving certificate and key it issued for 127.0.0.1."""
+    ca = CertificateAuthority.generate("simulated PCS CA")
+    (tmp_path / "pcs-ca.pem").write_bytes(ca.cert_pem)
+    ca.issue_server(["127.0.0.1"]).write(tmp_path / "pcs.crt", tmp_path / "pcs.key")
+    return tmp_path / "pcs-ca.pem", tmp_path / "pcs.crt", tmp_path / "pcs.key"
+
+
+def test_ras_serve_with_pcs_url_verifies_a_genuine_quote(
+    tmp_path: Path, tdx: Path, tls: tuple[Path, Path, Path]
+) -> None:
+    """`teeplane ras serve --pcs-url` (HTTPS, as PCS): a genuine quote verifies at the corpus's time
+    with collateral fetched from PCS only; the next quote of that FMSPC costs no request."""
+    ca_file, cert, key = tls
     tokens = tmp_path / "admin-tokens"
     tokens.write_text(ADMIN + "\n")
-    at = DCAP_QVL_AT.strftime("%Y-%m-%dT%H:%M:%SZ")
-    args = ["ras", "serve", "--state", str(tmp_path / "ras"), "--admin-token-file", str(tokens),
-            "--pcs-url", dcap_qvl_pcs.url, "--pcs-root-ca-crl-url", dcap_qvl_pcs.root_ca_crl_url,
-            "--at", at, "--replay-recorded-evidence"]  # fmt: skip
     quote = (tdx / QUOTE).read_bytes()
-    m = parse_quote(quote).body.measurements()
-    with (
-        service("ras", args, tmp_path) as ras_url,
-        closing(RasClient(ras_url, admin_token=ADMIN)) as admin,
-        closing(RasClient(ras_url)) as client,
-    ):
-        admin.put_reference_values(WORKLOAD.namespace, WORKLOAD.name, ReferenceValues(tee="tdx", mrtd=[m["mrtd"]]))
-        token = client.attest(tdx_request(client.challenge().nonce, quote)).token
-        claims = verify_token(token, client.jwks(), audience="teeplane-tks", issuer="https://ras.teeplane.local",
-                              now=DCAP_QVL_AT)  # fmt: skip
-        assert claims["submods"]["tdx"]["teeplane.tcb-status"] == "UpToDate"
-        assert dcap_qvl_pcs.requests == [
-            f"{TCB_PATH}?fmspc=b0c06f000000",
-            "/tdx/certification/v4/qe/identity",
-            "/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
-            "/IntelSGXRootCA.der",
-        ]
-        with pytest.raises(RemoteError) as refused:  # EXPECTED.md: TCB_NOT_SUPPORTED, judged on cached collateral
-            client.attest(tdx_request(client.challenge().nonce, (tdx / SAME_FMSPC).read_bytes()))
-        assert "tcb.not_supported" in {e["code"] for e in refused.value.errors}
-        assert len(dcap_qvl_pcs.requests) == 4
+    with fake_pcs(dcap_qvl_data(tdx), tls=(cert, key)) as pcs:
+        args = ["ras", "serve", "--state", str(tmp_path / "ras"), "--admin-token-file", str(tokens),
+                "--pcs-url", pcs.url, "--pcs-root-ca-crl-url", pcs.root_ca_crl_url, "--pcs-ca-file", str(ca_file),
+                "--at", DCAP_QVL_AT.strftime("%Y-%m-%dT%H:%M:%SZ"), "--replay-recorded-evidence"]  # fmt: skip
+        with (
+            service("ras", args, tmp_path) as ras_url,
+            closing(RasClient(ras_url, admin_token=ADMIN)) as admin,
+            closing(RasClient(ras_url)) as client,
+        ):
+            mrtd = parse_quote(quote).body.measurements()["mrtd"]
+            admin.put_reference_values(WORKLOAD.namespace, WORKLOAD.name, ReferenceValues(tee="tdx", mrtd=[mrtd]))
+            token = client.attest(tdx_request(client.challenge().nonce, quote)).token
+            claims = verify_token(token, client.jwks(), audience="teeplane-tks", issuer="https://ras.teeplane.local",
+                                  now=DCAP_QVL_AT)  # fmt: skip
+            assert claims["submods"]["tdx"]["teeplane.tcb-status"] == "UpToDate"
+            assert pcs.url.startswith("https://") and pcs.requests == [
+                f"{TCB_PATH}?fmspc=b0c06f000000",
+                "/tdx/certification/v4/qe/identity",
+                "/sgx/certification/v4/pckcrl?ca=platform&encoding=der",
+                "/IntelSGXRootCA.der",
+            ]
+            with pytest.raises(RemoteError) as refused:  # EXPECTED.md: TCB_NOT_SUPPORTED, on the cached collateral
+                client.attest(tdx_request(client.challenge().nonce, (tdx / SAME_FMSPC).read_bytes()))
+            assert "tcb.not_supported" in {e["code"] for e in refused.value.errors}
+            assert len(pcs.requests) == 4
 
 
 def test_genuine_quote_verifies_with_fetched_collateral_only(
@@ -266,6 +279,14 @@ def test_pcs_down_is_a_typed_error_and_no_verification(make_service: Services, t
     assert refused.where == f"{base}/tdx/certification/v4/tcb?fmspc=b0c06f000000"
     assert codes(refused) == {"collateral.fetch_failed", "collateral.missing"}
     assert refused.to_problem()["status"] == 403
+
+
+def test_pcs_certificate_is_checked(tdx: Path, tls: tuple[Path, Path, Path]) -> None:
+    _, cert, key = tls
+    with fake_pcs(dcap_qvl_data(tdx), tls=(cert, key)) as pcs, pytest.raises(CollateralFetchError) as failed:
+        PcsFetcher(pcs.url, root_ca_crl_url=pcs.root_ca_crl_url).fetch(FMSPC, "platform")  # system trust store
+    assert failed.value.code == "collateral.fetch_failed"
+    assert "CERTIFICATE_VERIFY_FAILED" in failed.value.message
 
 
 def test_unknown_fmspc_is_not_found(make_service: Services, tdx: Path, fetcher_for: Fetchers) -> None:

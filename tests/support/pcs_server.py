@@ -95,6 +95,7 @@ class FakePcs:
 
     data: PcsData
     port: int = field(default_factory=free_port)
+    https: bool = False
     #: Seconds each answer waits (to hold concurrent requests in flight).
     delay: float = 0.0
     requests: list[str] = field(default_factory=list)
@@ -102,7 +103,7 @@ class FakePcs:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.https else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def root_ca_crl_url(self) -> str:
@@ -179,10 +180,14 @@ def _error(status: int, code: str | None = None, message: str | None = None) -> 
 
 
 @contextmanager
-def fake_pcs(data: PcsData) -> Iterator[FakePcs]:
-    """Serve `data` as PCS on a loopback port until the block ends."""
-    pcs = FakePcs(data)
-    server = uvicorn.Server(uvicorn.Config(pcs.app(), host="127.0.0.1", port=pcs.port, log_level="warning"))
+def fake_pcs(data: PcsData, tls: tuple[Path, Path] | None = None) -> Iterator[FakePcs]:
+    """Serve `data` as PCS on a loopback port until the block ends (HTTPS with `tls`: certificate, key)."""
+    pcs = FakePcs(data, https=tls is not None)
+    certfile, keyfile = (str(tls[0]), str(tls[1])) if tls else (None, None)
+    config = uvicorn.Config(
+        pcs.app(), host="127.0.0.1", port=pcs.port, log_level="warning", ssl_certfile=certfile, ssl_keyfile=keyfile
+    )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
