@@ -26,6 +26,8 @@ class Code(StrEnum):
     QUOTE_PCK_CHAIN_MALFORMED = "quote.pck_chain_malformed"
     COLLATERAL_MALFORMED = "collateral.malformed"
     COLLATERAL_MISSING = "collateral.missing"
+    COLLATERAL_FETCH_FAILED = "collateral.fetch_failed"
+    COLLATERAL_NOT_FOUND = "collateral.not_found"
     SNP_REPORT_MALFORMED = "snp.report_malformed"
     SNP_CERTIFICATE_MALFORMED = "snp.certificate_malformed"
     EVENTLOG_MALFORMED = "eventlog.malformed"

@@ -10,6 +10,7 @@ import typer
 
 from teeplane.attestation.ras.app import create_ras_app
 from teeplane.attestation.ras.collateral import CollateralCache
+from teeplane.attestation.ras.pcs import INTEL_PCS_URL, INTEL_ROOT_CA_CRL_URL, PcsFetcher
 from teeplane.attestation.ras.service import RasConfig, RemoteAttestationService
 from teeplane.attestation.ras.store import RasStore
 from teeplane.attestation.tdx.collateral import load_bundle
@@ -18,6 +19,7 @@ from teeplane.auth import hash_admin_token
 from teeplane.errors import InputError
 from teeplane.http import serve
 from teeplane.io import read_file
+from teeplane.tls import trusting
 
 app = typer.Typer(help="The Remote Attestation Service.", no_args_is_help=True)
 
@@ -41,6 +43,16 @@ def serve_command(
     ] = None,
     simulation_collateral: Annotated[Path | None, typer.Option(help="Collateral bundle of the simulation.")] = None,
     amd_chain: Annotated[list[Path] | None, typer.Option(help="AMD ASK/ARK chain PEM (repeatable).")] = None,
+    pcs_url: Annotated[
+        str | None,
+        typer.Option(help=f"Fetch TDX collateral the files lack from this Intel PCS or PCCS (e.g. {INTEL_PCS_URL})."),
+    ] = None,
+    pcs_root_ca_crl_url: Annotated[
+        str, typer.Option(help="Where the Intel SGX Root CA CRL is fetched (with --pcs-url).")
+    ] = INTEL_ROOT_CA_CRL_URL,
+    pcs_ca_file: Annotated[
+        Path | None, typer.Option(help="CA bundle (PEM) that signs the PCS/PCCS TLS certificate; default: system.")
+    ] = None,
     issuer: Annotated[str, typer.Option(help="Token issuer (iss).")] = "https://ras.teeplane.local",
     audience: Annotated[str, typer.Option(help="Token audience (aud).")] = "teeplane-tks",
     alg: Annotated[str, typer.Option(help="Token signing algorithm: ES256 or ES384.")] = "ES256",
@@ -57,8 +69,17 @@ def serve_command(
     ] = False,
 ) -> None:
     """Serve RAS on HOST:PORT until interrupted."""
+    fetcher = None
+    if pcs_url is not None:
+        if not pcs_url.startswith(("https://", "http://")):
+            raise typer.BadParameter("expected an http(s) base URL", param_hint="--pcs-url")
+        try:
+            verify = trusting(pcs_ca_file)
+        except OSError as exc:  # ssl.SSLError too: not a PEM bundle
+            raise InputError("input.unreadable", f"cannot use the PCS CA file {pcs_ca_file}: {exc}") from None
+        fetcher = PcsFetcher(pcs_url, root_ca_crl_url=pcs_root_ca_crl_url, verify=verify)
     store = RasStore(state / "ras.db")
-    collateral = CollateralCache()
+    collateral = CollateralCache(fetcher)
     if collateral_dir is not None:
         collateral.load_directory(collateral_dir)
     if simulation_collateral is not None:

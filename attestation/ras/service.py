@@ -24,11 +24,13 @@ from teeplane.attestation.keyring import KeyRing
 from teeplane.attestation.nonce import Challenge, NonceIssuer
 from teeplane.attestation.ras.collateral import CollateralCache
 from teeplane.attestation.ras.models import AttestRequest
+from teeplane.attestation.ras.pcs import CollateralFetchError, pck_ca_type
 from teeplane.attestation.ras.store import POLICY, REFERENCE_VALUES, RasStore
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues, record_reference
 from teeplane.attestation.snp.appraise import appraise_snp
 from teeplane.attestation.tdx.appraise import appraise_quote
-from teeplane.attestation.tdx.prepared import prepare_chain
+from teeplane.attestation.tdx.collateral import Collateral
+from teeplane.attestation.tdx.prepared import PreparedChain, prepare_chain
 from teeplane.attestation.tdx.quote import parse_quote
 from teeplane.attestation.token import Workload, build_claims, sign
 from teeplane.attestation.trust import TrustAnchor, anchor_for_chain, intel_root
@@ -247,8 +249,23 @@ class RemoteAttestationService:
         quote = parse_quote(evidence)
         anchor = anchor_for_chain(quote.pck_chain, self.anchors)
         chain = prepare_chain(quote.pck_chain, anchor)
-        collateral = self.collateral.for_fmspc(chain.pck.fmspc, now) if chain.pck is not None else None
-        return appraise_quote(quote, collateral, anchor, now, policy.to_policy(), event_log=event_log)
+        collateral, error = self._collateral(chain, anchor, now)
+        return appraise_quote(
+            quote, collateral, anchor, now, policy.to_policy(), event_log=event_log, collateral_error=error
+        )
+
+    def _collateral(
+        self, chain: PreparedChain, anchor: TrustAnchor, now: datetime
+    ) -> tuple[Collateral | None, CollateralFetchError | None]:
+        """The collateral for a quote's PCK chain (fetched only for Intel PCK CAs, never for simulated
+        evidence), and the fetch error when it had to be fetched and could not be."""
+        if chain.pck is None or chain.leaf is None:
+            return None, None
+        ca = pck_ca_type(chain.leaf) if not anchor.simulated else None
+        try:
+            return self.collateral.for_platform(chain.pck.fmspc, ca, now), None
+        except CollateralFetchError as error:
+            return self.collateral.for_fmspc(chain.pck.fmspc, now), error
 
     def _appraise_snp(self, report: bytes, request: AttestRequest, now: datetime, policy: AppraisalPolicy) -> Appraisal:
         if request.vcek is None:

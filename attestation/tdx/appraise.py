@@ -61,10 +61,13 @@ def appraise_quote(
     at: datetime,
     policy: Policy = Policy(),
     event_log: EventLog | None = None,
+    collateral_error: TeeplaneError | None = None,
 ) -> Appraisal:
     """Appraise a parsed TDX quote against collateral under a trust anchor, as of `at`.
 
-    With an event log, its replay must reproduce the quote's RTMR0..3.
+    With an event log, its replay must reproduce the quote's RTMR0..3. `collateral_error` says
+    why the current collateral could not be had (a failed fetch): it is recorded as the failed
+    check `collateral.fetch`, before the collateral checks.
     """
     body = quote.body
     result = Appraisal(
@@ -76,6 +79,8 @@ def appraise_quote(
     )
     chain = prepare_chain(quote.pck_chain, anchor)
     _record(result, chain.step, at)
+    if collateral_error is not None:
+        result.failed("collateral.fetch", collateral_error)
     prepared = prepare_collateral(collateral, anchor) if collateral is not None else None
     if prepared is None:
         missing = AppraisalError(Code.COLLATERAL_MISSING, "no collateral was given", where="collateral")
