@@ -81,8 +81,7 @@ def image_reference(image: ImageRef | OciLayoutImage, where: str) -> tuple[Artif
 
 def resolve_tdx(recipe: Recipe) -> tuple[TdxArtifacts, list[Artifact]]:
     """The inputs of a TDX boot from `recipe`, and the subjects read."""
-    if recipe.kernel is None or recipe.layout is None:
-        raise BuildInputError(Code.RECIPE_MALFORMED, "a TDX recipe names a kernel and a layout", where="recipe")
+    assert recipe.kernel is not None and recipe.layout is not None  # a validated TDX recipe has both
     subjects: list[Artifact] = []
     firmware = _kept(subjects, "firmware", recipe.firmware)
     kernel = _kept(subjects, "kernel", recipe.kernel)
