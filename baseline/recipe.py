@@ -38,6 +38,7 @@ from pydantic import (
 
 from teeplane.attestation.reference import Hex32, Hex48
 from teeplane.baseline.errors import BuildInputError, Code
+from teeplane.baseline.measure.snp import VCPU_TYPES
 from teeplane.baseline.measure.tdvf import PageOrder
 from teeplane.baseline.measure.tdx import Separator
 
@@ -46,6 +47,8 @@ _IMAGE_REF = re.compile(r"[^\s@]+@(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
 _URL_SCHEMES = ("file://", "http://", "https://")
 #: The key `load_recipe` passes in the validation context: the directory relative paths start from.
 BASE_DIR = "base_dir"
+#: The oldest QEMU whose TDX layout is modelled.
+MIN_QEMU = 8
 
 
 def _memory_size(value: object) -> object:
@@ -142,6 +145,13 @@ class Layout(_Model):
     patch_setup_header: bool | None = Field(default=None, description="override whether QEMU patches the bzImage")
     separator: Annotated[Separator, Field(strict=False)] = Separator.RTMR1
 
+    @field_validator("qemu")
+    @classmethod
+    def _modelled(cls, value: str) -> str:
+        if int(value.split(".")[0]) < MIN_QEMU:
+            raise ValueError(f"QEMU {value}: versions before {MIN_QEMU}.0 (pre-upstream TDX trees) are not modelled")
+        return value
+
     def qemu_version(self) -> tuple[int, int]:
         """(major, minor) of `qemu`."""
         major, minor = self.qemu.split(".")[:2]
@@ -153,6 +163,14 @@ class SnpOptions(_Model):
 
     vcpus: int = Field(gt=0, le=512)
     vcpu_type: str = Field(description="QEMU CPU model, e.g. EPYC-v4, EPYC-Milan, EPYC-Genoa")
+
+    @field_validator("vcpu_type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in VCPU_TYPES:
+            raise ValueError(f"unknown vCPU type {value!r}; known: {', '.join(VCPU_TYPES)}")
+        return value
+
     guest_features: int = Field(default=1, ge=0, description="SEV_FEATURES of the VMSA (1: SNP active)")
     vmm: Literal["QEMU", "ec2", "gce"] = "QEMU"
 

@@ -24,6 +24,7 @@ from teeplane.baseline.recipe import ImageRef, OciLayoutImage, Recipe, load_reci
 from teeplane.baseline.resolve import tdx_layout
 
 IMAGE = "registry.example/app@sha256:" + "ab" * 32
+SNP = {"tee": "snp", "layout": None, "images": []}
 
 
 @pytest.fixture
@@ -110,6 +111,7 @@ def test_qemu_version_families_and_overrides(qemu: str, order: PageOrder, patch:
         ({"firmware": {"source": ""}}, "firmware.source", "empty"),
         ({"kernel": None}, "recipe", "names a kernel and a layout"),
         ({"layout": {"qemu": "nine"}}, "layout.qemu", "should match pattern"),
+        ({"layout": {"qemu": "7.2"}}, "layout.qemu", "before 8.0"),
         ({"layout": {"qemu": "9.1", "memory": "lots"}}, "layout.memory", "not a memory size"),
         ({"layout": {"qemu": "9.1", "page_order": "three-pass"}}, "layout.page_order", "two-pass"),
         ({"layout": {"qemu": "9.1", "patch_setup_header": "yes"}}, "layout.patch_setup_header", "valid boolean"),
@@ -117,6 +119,8 @@ def test_qemu_version_families_and_overrides(qemu: str, order: PageOrder, patch:
         ({"cmdline": "a\0b"}, "cmdline", "NUL"),
         ({"snp": {"vcpus": 1, "vcpu_type": "EPYC-v4"}}, "recipe", "do not apply to a TDX recipe"),
         ({"tee": "snp", "layout": None}, "recipe", "names its snp options"),
+        ({**SNP, "snp": {"vcpus": 1, "vcpu_type": "i486"}}, "snp.vcpu_type", "unknown vCPU type 'i486'"),
+        ({**SNP, "snp": {"vcpus": 0, "vcpu_type": "EPYC"}}, "snp.vcpus", "greater than 0"),
     ],
 )
 def test_malformed_recipes_name_the_field(overrides: dict[str, Any], where: str, message: str) -> None:
