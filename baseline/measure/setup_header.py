@@ -10,6 +10,8 @@ for a boot protocol >= 2.02 kernel loaded high (every EFI-stub bzImage):
 * 0x211 loadflags |= CAN_USE_HEAP (0x80); 0x224 heap_end_ptr (u16) = cmdline_addr - real_addr - 0x200,
   with real_addr 0x10000 and cmdline_addr 0x20000;
 * 0x228 cmd_line_ptr (u32) = cmdline_addr;
+* with "vga=" in the command line: 0x1FA vid_mode (u16) = 0xFFFF for "normal", 0xFFFE "ext",
+  0xFFFD "ask", else the number that follows, as C's strtol(..., 0) reads it (0 if none);
 * with an initrd: 0x218 ramdisk_image = (initrd_max - initrd_size) & ~4095 and 0x21C ramdisk_size,
   where initrd_max is 0xFFFFFFFF if protocol >= 2.12 and XLF_CAN_BE_LOADED_ABOVE_4G (xloadflags
   0x236 bit 6), else initrd_addr_max (0x22C) for protocol >= 2.03 (0x37FFFFFF before), clamped to
@@ -19,6 +21,7 @@ for a boot protocol >= 2.02 kernel loaded high (every EFI-stub bzImage):
 
 from __future__ import annotations
 
+import re
 import struct
 
 from teeplane.baseline.errors import Code
@@ -36,6 +39,9 @@ ACPI_DATA_SIZE = 0x28000
 _LOWMEM_SPLIT = 0xB0000000
 _LOWMEM_CAP = 0x80000000
 _DEFAULT_INITRD_MAX = 0x37FFFFFF
+_VIDEO_MODES = {b"normal": 0xFFFF, b"ext": 0xFFFE, b"ask": 0xFFFD}
+#: What strtol(s, NULL, 0) consumes: blanks, a sign, then hex (0x...), octal (0...) or decimal digits.
+_STRTOL = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)")
 
 
 def below_4g_memory(memory_size: int) -> int:
@@ -44,7 +50,7 @@ def below_4g_memory(memory_size: int) -> int:
     return min(memory_size, lowmem)
 
 
-def qemu_patched_kernel(kernel: bytes, *, initrd_size: int | None, memory_size: int) -> bytes:
+def qemu_patched_kernel(kernel: bytes, *, cmdline: bytes, initrd_size: int | None, memory_size: int) -> bytes:
     """`kernel` with the setup-header fields QEMU writes (see the module docstring)."""
     fields = Fields(kernel, Code.KERNEL_UNSUPPORTED, "kernel")
     if fields.bytes(0x202, 4, "setup header magic") != HDRS_MAGIC:
@@ -58,12 +64,37 @@ def qemu_patched_kernel(kernel: bytes, *, initrd_size: int | None, memory_size: 
     patched[0x211] = loadflags | CAN_USE_HEAP
     struct.pack_into("<H", patched, 0x224, CMDLINE_ADDR - REAL_ADDR - 0x200)
     struct.pack_into("<I", patched, 0x228, CMDLINE_ADDR)
+    mode = video_mode(cmdline)
+    if mode is not None:
+        struct.pack_into("<H", patched, 0x1FA, mode)
     if initrd_size is not None:
         initrd_max = _initrd_max(fields, protocol, memory_size)
         if initrd_size >= initrd_max:
             raise fields.error(f"the initrd ({initrd_size} bytes) does not fit below {initrd_max:#x}", 0x218)
         struct.pack_into("<II", patched, 0x218, (initrd_max - initrd_size) & ~0xFFF, initrd_size)
     return bytes(patched)
+
+
+def video_mode(cmdline: bytes) -> int | None:
+    """The vid_mode QEMU writes for the first "vga=" in `cmdline`, or None without one."""
+    at = cmdline.find(b"vga=")
+    if at < 0:
+        return None
+    value = cmdline[at + 4 :]
+    for word, mode in _VIDEO_MODES.items():
+        if value.startswith(word):
+            return mode
+    match = _STRTOL.match(value)
+    if match is None:
+        return 0
+    sign, digits = match[1], match[2]
+    if digits[:2] in (b"0x", b"0X") and len(digits) > 2:
+        number = int(digits[2:], 16)
+    elif digits.startswith(b"0"):
+        number = int(digits[1:] or b"0", 8)
+    else:
+        number = int(digits)
+    return (-number if sign == b"-" else number) & 0xFFFF
 
 
 def _initrd_max(fields: Fields, protocol: int, memory_size: int) -> int:

@@ -98,7 +98,9 @@ def boot_tdx(artifacts: TdxArtifacts) -> TdxBoot:
     kernel = artifacts.kernel
     if layout.patch_setup_header:
         initrd_size = artifacts.initrd.size if artifacts.initrd else None
-        kernel = qemu_patched_kernel(kernel, initrd_size=initrd_size, memory_size=layout.memory_size)
+        kernel = qemu_patched_kernel(
+            kernel, cmdline=artifacts.cmdline, initrd_size=initrd_size, memory_size=layout.memory_size
+        )
     boot: list[BootEvent] = [*artifacts.rtmr0, events.kernel_image(authenticode_sha384(kernel), len(kernel))]
     boot.append(events.efi_action(1, events.CALLING_EFI_APPLICATION))
     if layout.separator is Separator.RTMR1:

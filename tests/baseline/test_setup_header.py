@@ -8,7 +8,7 @@ import pytest
 from boot_artifacts import Kernel
 
 from teeplane.baseline.errors import BuildInputError
-from teeplane.baseline.measure.setup_header import below_4g_memory, qemu_patched_kernel
+from teeplane.baseline.measure.setup_header import below_4g_memory, qemu_patched_kernel, video_mode
 
 GIB = 1 << 30
 
@@ -26,7 +26,7 @@ def fields(image: bytes) -> dict[str, int]:
 
 def test_qemu_writes_loader_heap_and_command_line_fields() -> None:
     kernel = Kernel().build()
-    patched = qemu_patched_kernel(kernel, initrd_size=None, memory_size=2 * GIB)
+    patched = qemu_patched_kernel(kernel, cmdline=b"", initrd_size=None, memory_size=2 * GIB)
     assert fields(patched) == {
         "type_of_loader": 0xB0,
         "loadflags": 0x81,
@@ -50,7 +50,7 @@ def test_qemu_writes_loader_heap_and_command_line_fields() -> None:
 )
 def test_the_initrd_goes_to_the_top_of_low_memory(xloadflags: int, memory: int, initrd_max: int) -> None:
     kernel = Kernel(xloadflags=xloadflags).build()
-    patched = fields(qemu_patched_kernel(kernel, initrd_size=0x12345, memory_size=memory))
+    patched = fields(qemu_patched_kernel(kernel, cmdline=b"", initrd_size=0x12345, memory_size=memory))
     assert (patched["ramdisk_image"], patched["ramdisk_size"]) == ((initrd_max - 0x12345) & ~0xFFF, 0x12345)
 
 
@@ -65,13 +65,35 @@ def test_kernels_qemu_cannot_direct_boot_are_refused() -> None:
     image = bytearray(Kernel().build())
     image[0x202:0x206] = b"HdrT"
     with pytest.raises(BuildInputError, match="no 'HdrS'") as caught:
-        qemu_patched_kernel(bytes(image), initrd_size=None, memory_size=GIB)
+        qemu_patched_kernel(bytes(image), cmdline=b"", initrd_size=None, memory_size=GIB)
     assert caught.value.code == "kernel.unsupported"
     with pytest.raises(BuildInputError, match="not a bzImage loaded high"):
-        qemu_patched_kernel(Kernel(protocol=0x0201).build(), initrd_size=None, memory_size=GIB)
+        qemu_patched_kernel(Kernel(protocol=0x0201).build(), cmdline=b"", initrd_size=None, memory_size=GIB)
     with pytest.raises(BuildInputError, match="not a bzImage loaded high"):
-        qemu_patched_kernel(Kernel(loadflags=0).build(), initrd_size=None, memory_size=GIB)
+        qemu_patched_kernel(Kernel(loadflags=0).build(), cmdline=b"", initrd_size=None, memory_size=GIB)
     with pytest.raises(BuildInputError, match="does not fit below"):
-        qemu_patched_kernel(Kernel().build(), initrd_size=GIB, memory_size=GIB)
+        qemu_patched_kernel(Kernel().build(), cmdline=b"", initrd_size=GIB, memory_size=GIB)
     with pytest.raises(BuildInputError, match="setup header magic"):
-        qemu_patched_kernel(b"MZ" + bytes(0x100), initrd_size=None, memory_size=GIB)
+        qemu_patched_kernel(b"MZ" + bytes(0x100), cmdline=b"", initrd_size=None, memory_size=GIB)
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "mode"),
+    [
+        (b"console=hvc0", None),
+        (b"quiet vga=791 splash", 791),
+        (b"vga=0x317", 0x317),
+        (b"vga=0317", 0o317),
+        (b"vga=normal", 0xFFFF),
+        (b"vga=ext", 0xFFFE),
+        (b"vga=ask", 0xFFFD),
+        (b"vga=-1", 0xFFFF),
+        (b"vga=0x", 0),
+        (b"vga=foo", 0),
+    ],
+)
+def test_vga_sets_the_video_mode_as_qemu_reads_it(cmdline: bytes, mode: int | None) -> None:
+    assert video_mode(cmdline) == mode
+    patched = qemu_patched_kernel(Kernel().build(), cmdline=cmdline, initrd_size=None, memory_size=GIB)
+    written = struct.unpack_from("<H", patched, 0x1FA)[0]
+    assert written == (mode if mode is not None else struct.unpack_from("<H", Kernel().build(), 0x1FA)[0])
