@@ -35,8 +35,10 @@ from teeplane.baseline.fetch import digest_file
 from teeplane.baseline.measure.tdvf import PageOrder, tdvf_mrtd
 from teeplane.baseline.recipe import load_recipe
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))  # the artifact builders
-from boot_artifacts import Firmware, Kernel, initdata, oci_layout
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(_HERE), str(_HERE.parent / "tests" / "support")]  # the shared helpers, the artifact builders
+from boot_artifacts import Firmware, Kernel, initdata, oci_layout  # noqa: E402
+from loadgen import cpu_model  # noqa: E402
 
 MIB = 1 << 20
 
@@ -113,7 +115,7 @@ def measure(size: int, repeat: int) -> dict[str, object]:
         firmware = (directory / "OVMF.fd").read_bytes()
         mrtd_times = timed(lambda: tdvf_mrtd(firmware, PageOrder.SINGLE_PASS), repeat)
     return {
-        "machine": {"cpu": _cpu_model(), "cores_used": 1, "python": platform.python_version()},
+        "machine": {"cpu": cpu_model(), "cores_used": 1, "python": platform.python_version()},
         "hashing": hashed,
         "recipe": {
             "artifacts_mib": {"firmware": 4, "kernel": 12, "initrd": 64},
@@ -122,16 +124,6 @@ def measure(size: int, repeat: int) -> dict[str, object]:
             "runs": repeat,
         },
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
