@@ -6,6 +6,8 @@ input could not be read or does not fit (a note, a checkpoint, a proof file, an 
 verify, two checkpoints that fork); `LogStorageError` means the log on disk is unusable.
 `BaselineInputError` and `BaselineRefusedError` are the same split for baseline documents, their
 DSSE envelopes, signing keys and bundles; `BaselineNotFoundError` is a baseline the BGS does not hold.
+`BuildInputError` means a recipe or one of its artifacts cannot be read or measured;
+`BuildRefusedError` means an artifact was read but is not what the recipe pins (a digest, a rebuild).
 """
 
 from __future__ import annotations
@@ -73,6 +75,20 @@ class Code(StrEnum):
     BUNDLE_MALFORMED = "bundle.malformed"
     CHECKPOINT_UNPROVEN = "checkpoint.consistency_unproven"
 
+    # recipes and their artifacts
+    RECIPE_MALFORMED = "recipe.malformed"
+    ARTIFACT_UNREADABLE = "artifact.unreadable"
+    ARTIFACT_DIGEST_MISMATCH = "artifact.digest_mismatch"
+    ARTIFACT_INPUTS_DIFFER = "artifact.inputs_differ"
+
+    # what the calculators read
+    TDVF_MALFORMED = "tdvf.malformed"
+    PE_MALFORMED = "pe.malformed"
+    KERNEL_UNSUPPORTED = "kernel.unsupported"
+    INITDATA_MALFORMED = "initdata.malformed"
+    OCI_LAYOUT_MALFORMED = "oci_layout.malformed"
+    SNP_MEASURE_FAILED = "snp_measure.failed"
+
 
 class LogInputError(InputError):
     """A note, key, checkpoint or proof file that cannot be read; an entry or index that does not fit."""
@@ -118,3 +134,17 @@ class BaselineNotFoundError(TeeplaneError):
 
     def __init__(self, baseline_id: str) -> None:
         super().__init__(Code.BASELINE_NOT_FOUND.value, f"no baseline {baseline_id} in the log")
+
+
+class BuildInputError(InputError):
+    """A recipe or artifact that cannot be read, or that a calculator cannot measure."""
+
+    def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
+        super().__init__(code.value, message, where=where)
+
+
+class BuildRefusedError(RefusedError):
+    """An artifact that does not have the digest its recipe pins, or whose two inputs differ."""
+
+    def __init__(self, code: Code, message: str, *, where: str | None = None) -> None:
+        super().__init__(code.value, message, where=where)

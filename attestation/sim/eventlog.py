@@ -2,8 +2,8 @@
 
 The log opens with the legacy TCG_PCR_EVENT carrying a "Spec ID Event03" that declares SHA-384
 only; one TCG_PCR_EVENT2 follows per RTMR extension, at CC measurement register index RTMR + 1.
-An extension that recorded its event data becomes EV_IPL with that data; a bare digest becomes
-EV_EVENT_TAG with no data.
+An extension logs its own event type when it recorded one; otherwise one with event data becomes
+EV_IPL with that data, a bare digest EV_EVENT_TAG with no data.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def _spec_id_event() -> bytes:
 
 
 def _event(event: RtmrEvent) -> bytes:
-    event_type = EV_IPL if event.data else EV_EVENT_TAG
+    event_type = event.event_type
+    if event_type is None:
+        event_type = EV_IPL if event.data else EV_EVENT_TAG
     return (
         struct.pack("<IIIH", event.rtmr + 1, event_type, 1, TPM_ALG_SHA384)
         + event.digest

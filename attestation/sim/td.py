@@ -28,11 +28,13 @@ Rtmrs = tuple[bytes, bytes, bytes, bytes]
 
 @dataclass(frozen=True, slots=True)
 class RtmrEvent:
-    """One RTMR extension: the register (0..3), the 48-byte digest, and the event it measures."""
+    """One RTMR extension: the register (0..3), the 48-byte digest, the event it measures, and the
+    TCG event type to log it as (None: the event log writer's default)."""
 
     rtmr: int
     digest: bytes
     data: bytes = b""
+    event_type: int | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -63,10 +65,11 @@ class SimulatedTd:
         for index, rtmr in enumerate(self.rtmrs):
             _check_size(rtmr, MEASUREMENT_SIZE, f"rtmr{index}")
 
-    def extend_rtmr(self, index: int, digest: bytes, *, data: bytes = b"") -> bytes:
+    def extend_rtmr(self, index: int, digest: bytes, *, data: bytes = b"", event_type: int | None = None) -> bytes:
         """Extend RTMR `index` (0..3) with a 48-byte digest; return the new value.
 
-        `data` is the event the digest measures, recorded with it for the event log.
+        `data` is the event the digest measures and `event_type` its TCG event type, recorded
+        with it for the event log.
         """
         if not 0 <= index < 4:
             raise ValueError(f"RTMR index {index} is not 0..3")
@@ -74,7 +77,7 @@ class SimulatedTd:
         rtmrs = list(self.rtmrs)
         rtmrs[index] = hashlib.sha384(rtmrs[index] + digest).digest()
         self.rtmrs = (rtmrs[0], rtmrs[1], rtmrs[2], rtmrs[3])
-        self.events.append(RtmrEvent(index, digest, data))
+        self.events.append(RtmrEvent(index, digest, data, event_type))
         return rtmrs[index]
 
     def extend_rtmr_event(self, index: int, data: bytes) -> bytes:

@@ -282,6 +282,15 @@ def test_sim_event_log_records_each_extension(td: SimulatedTd) -> None:
     assert log.events[-1].event_type == EV_EVENT_TAG
 
 
+def test_sim_event_log_keeps_a_recorded_event_type(td: SimulatedTd) -> None:
+    ev_efi_action = 0x80000007
+    action = b"Exit Boot Services Invocation"
+    td.extend_rtmr(1, hashlib.sha384(action).digest(), data=action, event_type=ev_efi_action)
+    event = parse_event_log(write_event_log(td.events)).events[-1]
+    assert (event.index, event.event_type, event.data) == (2, ev_efi_action, action)
+    assert replay_rtmrs(parse_event_log(write_event_log(td.events))) == td.rtmrs
+
+
 # the EPS application
 
 
