@@ -6,7 +6,6 @@ refused the credentials), 2 unreadable input or bad usage. `--json` prints one o
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from rich.table import Table
 
 from teeplane.attestation.cli import parse_time
 from teeplane.baseline import dsse
+from teeplane.baseline.build import measure_recipe
 from teeplane.baseline.bundle import BaselineBundle, Consistency, dump_bundle, read_bundle
 from teeplane.baseline.client import BgsClient
 from teeplane.baseline.document import PAYLOAD_TYPE, BaselineDocument, BaselineMetadata, build_document, parse_document
@@ -36,6 +36,7 @@ from teeplane.baseline.keys import (
     public_pem,
 )
 from teeplane.baseline.measurements import ExpectedMeasurements
+from teeplane.baseline.recipe import load_recipe
 from teeplane.baseline.service.models import BaselineRecord
 from teeplane.baseline.tlog import b64
 from teeplane.baseline.tlog.checkpoint import Checkpoint, open_checkpoint, peek_checkpoint
@@ -145,14 +146,8 @@ def keygen(
 
 
 def _measure(recipe: Path) -> ExpectedMeasurements:
-    """Run the measurement calculators over a recipe (imported on use: `teeplane.baseline.recipe`
-    and `teeplane.baseline.build` are the calculators' modules)."""
-    recipes = importlib.import_module("teeplane.baseline.recipe")
-    builder = importlib.import_module("teeplane.baseline.build")
-    measurements = builder.measure_recipe(recipes.load_recipe(recipe))
-    if not isinstance(measurements, ExpectedMeasurements):
-        raise TypeError(f"measure_recipe returned {type(measurements).__name__}, not ExpectedMeasurements")
-    return measurements
+    """Run the measurement calculators over a recipe."""
+    return measure_recipe(load_recipe(recipe))
 
 
 def _metadata(path: Path | None) -> BaselineMetadata:

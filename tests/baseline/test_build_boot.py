@@ -4,6 +4,7 @@ reports exactly them: its quote, its event log, and the RAS's verdict."""
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from boot_artifacts import Firmware, Kernel, initdata, oci_layout
 from ras_testing import NOW, WORKLOAD, evidence_request, make_ras
+from typer.testing import CliRunner
 
 from teeplane.attestation.appraisal import Appraisal, Policy
 from teeplane.attestation.eventlog import parse_event_log, replay_rtmrs
@@ -24,14 +26,19 @@ from teeplane.attestation.tdx.appraise import appraise_quote
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.tdx.quote import parse_quote
 from teeplane.attestation.trust import TrustAnchor
+from teeplane.baseline import dsse
 from teeplane.baseline.boot import boot_simulated_td
 from teeplane.baseline.build import measure_recipe
+from teeplane.baseline.bundle import read_bundle
+from teeplane.baseline.document import PAYLOAD_TYPE, parse_document
 from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.keys import load_public_key
 from teeplane.baseline.measure.authenticode import authenticode_sha384
 from teeplane.baseline.measure.events import EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EVENT_TAG
 from teeplane.baseline.measure.tdvf import PageOrder, tdvf_mrtd
 from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.recipe import Recipe, load_recipe
+from teeplane.cli import app
 
 IMAGE = "registry.example/app@sha256:" + "cd" * 32
 
@@ -192,3 +199,25 @@ def test_a_snp_recipe_does_not_boot_the_simulated_tdx_module(build_dir: Path, au
     source = recipe(build_dir, tee="snp", layout=None, images=[], snp={"vcpus": 1, "vcpu_type": "EPYC-v4"})
     with pytest.raises(BuildInputError, match="only a TDX recipe"):
         boot_simulated_td(authority, source)
+
+
+def test_baseline_build_signs_what_the_recipe_measures(build_dir: Path) -> None:
+    """`teeplane baseline build`: the signed bundle carries exactly the calculators' measurements,
+    and its signature verifies under the builder's key; a broken recipe is a usage error."""
+    recipe(build_dir)
+    runner = CliRunner()
+    keygen = runner.invoke(app, ["baseline", "keygen", "-o", str(build_dir / "sign.pem"), "--json"])
+    assert keygen.exit_code == 0, keygen.output
+    build = ["baseline", "build", str(build_dir / "recipe.yaml"), "--signing-key", str(build_dir / "sign.pem")]
+    built = runner.invoke(app, [*build, "-o", str(build_dir / "bundle.json"), "--json"])
+    assert built.exit_code == 0, built.output
+    bundle = read_bundle((build_dir / "bundle.json").read_bytes())
+    verified = dsse.verify(bundle.envelope, [load_public_key((build_dir / "sign.pem.pub").read_bytes())], PAYLOAD_TYPE)
+    statement = parse_document(verified.payload).statement
+    assert statement.predicate.measurements == measure_recipe(load_recipe(build_dir / "recipe.yaml"))
+    assert json.loads(built.output)["id"] == parse_document(verified.payload).id
+
+    (build_dir / "bzImage").write_bytes(b"not a kernel")
+    broken = runner.invoke(app, [*build, "-o", str(build_dir / "broken.json"), "--json"])
+    assert broken.exit_code == 2 and json.loads(broken.output)["errors"][0]["code"] == "kernel.unsupported"
+    assert not (build_dir / "broken.json").exists()
