@@ -4,6 +4,8 @@ The cache fetches through an injected callable (the HTTP client lives elsewhere)
 when its copy is `max_age` old, and refetches once when a token names a key it does not hold
 (RAS rotated), but at most once per `min_refetch` seconds, so tokens with made-up key IDs
 cannot make it hammer RAS. It fails closed: a JWKS it cannot refresh past `max_age` is not used.
+A service keeps it fresh from a background task (`refresh`, every `max_age / 2`), so a release
+finds the fetch on its own path only when that task could not reach RAS.
 """
 
 from __future__ import annotations
@@ -73,6 +75,16 @@ class JwksCache:
             if fresh is None:
                 raise
         return verify_token(token, fresh, audience=audience, issuer=issuer, now=now)
+
+    @property
+    def max_age(self) -> float:
+        """How old a JWKS may get before it is no longer used."""
+        return self._max_age
+
+    def refresh(self) -> None:
+        """Fetch now (unless within `min_refetch` of the last attempt); JwksUnavailableError on failure."""
+        with self._lock:
+            self._refresh()
 
     def _current(self) -> Mapping[str, Any]:
         """The cached JWKS, refreshed first when it is `max_age` old."""

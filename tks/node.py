@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -9,10 +11,12 @@ from typing import Any
 from teeplane.tks.broker import KeyBroker
 from teeplane.tks.election import LeaderElection
 from teeplane.tks.etcd import connect
-from teeplane.tks.jwks import JwksCache
+from teeplane.tks.jwks import JwksCache, JwksUnavailableError
 from teeplane.tks.kek import KekProvider
 from teeplane.tks.keyserver import KeyServer
 from teeplane.tks.view import KeyView
+
+log = logging.getLogger("teeplane.tks")
 
 
 @dataclass(frozen=True)
@@ -37,16 +41,31 @@ class TksNode:
         self.view = KeyView(self.client)
         self.election = LeaderElection(self.client, config.member_id, config.advertise_url, ttl=config.lease_ttl)
         self.keys = KeyServer(self.client, kek)
-        self.broker = KeyBroker(self.view, kek, JwksCache(fetch_jwks), audience=config.audience, issuer=config.issuer)
+        self.jwks = JwksCache(fetch_jwks)
+        self.broker = KeyBroker(self.view, kek, self.jwks, audience=config.audience, issuer=config.issuer)
+        self._jwks_refresher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Connect, load and follow the keys, then join the election."""
+        """Connect, load and follow the keys, join the election, and keep RAS's JWKS fresh."""
         await self.client.connect()
         await self.view.start()
         await self.election.start()
+        self._jwks_refresher = asyncio.create_task(self._refresh_jwks())
 
     async def stop(self) -> None:
         """Leave the election (a follower takes over at once) and stop following etcd."""
+        if self._jwks_refresher is not None:
+            self._jwks_refresher.cancel()
+            await asyncio.gather(self._jwks_refresher, return_exceptions=True)
         await self.election.stop()
         await self.view.stop()
         await self.client.close()
+
+    async def _refresh_jwks(self) -> None:
+        """Fetch the JWKS off the event loop now and every `max_age / 2`, so releases never wait on RAS."""
+        while True:
+            try:
+                await asyncio.to_thread(self.jwks.refresh)
+            except JwksUnavailableError as error:
+                log.warning("RAS's JWKS: %s", error.message)
+            await asyncio.sleep(self.jwks.max_age / 2)

@@ -387,6 +387,22 @@ def test_cache_fetches_once(cache: JwksCache, fetch: _Fetch, ring: KeyRing, cloc
     assert fetch.calls == 1
 
 
+def test_a_background_refresh_keeps_releases_off_the_fetch(
+    cache: JwksCache, fetch: _Fetch, ring: KeyRing, clock: _Clock
+) -> None:
+    cache.refresh()  # what the service's refresher does at start
+    token = _token(ring=ring)
+    assert _verify(cache, token)["iss"] == ISSUER and fetch.calls == 1
+    clock.now += cache.max_age / 2
+    cache.refresh()  # and every max_age / 2: the copy never gets old enough for a release to fetch
+    clock.now += cache.max_age / 2 + 1
+    assert _verify(cache, token)["iss"] == ISSUER and fetch.calls == 2
+    fetch.error = ConnectionError("RAS is down")
+    clock.now += cache.max_age
+    with pytest.raises(JwksUnavailableError):
+        cache.refresh()
+
+
 def test_refetch_when_ras_rotated(cache: JwksCache, fetch: _Fetch, ring: KeyRing, clock: _Clock) -> None:
     _verify(cache, _token(ring=ring))
     ring.rotate(NOW)
