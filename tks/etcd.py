@@ -11,6 +11,7 @@ Layout under `/teeplane/tks/`:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -85,3 +86,13 @@ async def retrying(operation: Callable[[], Awaitable[_T]], attempts: int = 5, pa
                 raise
             await asyncio.sleep(pause * attempt)
     raise AssertionError("unreachable")
+
+
+async def close(client: aetcd.Client, timeout: float = 2.0) -> None:
+    """Close a client, giving up after `timeout`: aetcd's close can wait forever on a watch stream
+    whose request queue nobody drains any more (a member died under it), and a replica that is
+    shutting down must not hang on that."""
+    try:
+        await asyncio.wait_for(client.close(), timeout)
+    except (TimeoutError, aetcd.ClientError) as error:
+        logging.getLogger("teeplane.tks").warning("the etcd client did not close cleanly: %r", error)

@@ -10,7 +10,7 @@ from typing import Any
 
 from teeplane.tks.broker import KeyBroker
 from teeplane.tks.election import LeaderElection
-from teeplane.tks.etcd import connect
+from teeplane.tks.etcd import close, connect
 from teeplane.tks.jwks import JwksCache, JwksUnavailableError
 from teeplane.tks.kek import KekProvider
 from teeplane.tks.keyserver import KeyServer
@@ -59,7 +59,7 @@ class TksNode:
             await asyncio.gather(self._jwks_refresher, return_exceptions=True)
         await self.election.stop()
         await self.view.stop()
-        await self.client.close()
+        await close(self.client)
 
     async def _refresh_jwks(self) -> None:
         """Fetch the JWKS off the event loop now and every `max_age / 2`, so releases never wait on RAS."""

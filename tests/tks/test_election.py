@@ -14,7 +14,7 @@ from pathlib import Path
 from etcd_cluster import EtcdCluster, etcd_cluster
 
 from teeplane.tks.election import LeaderElection
-from teeplane.tks.etcd import connect
+from teeplane.tks.etcd import close, connect
 
 TTL = 2
 
@@ -65,7 +65,7 @@ async def crash(election: LeaderElection) -> None:
     for task in election._tasks:
         task.cancel()
     await asyncio.gather(*election._tasks, return_exceptions=True)
-    await election._client.close()
+    await close(election._client)
 
 
 def leaders(elections: list[LeaderElection]) -> list[LeaderElection]:
@@ -75,7 +75,7 @@ def leaders(elections: list[LeaderElection]) -> list[LeaderElection]:
 async def shutdown(elections: list[LeaderElection]) -> None:
     for election in elections:
         await election.stop()
-        await election._client.close()
+        await close(election._client)
 
 
 def test_first_wins_and_the_others_follow(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_election_survives_a_killed_etcd_member(tmp_path: Path) -> None:
         crash_took, _ = await crash_takeover(elections[1:])
         survivor = leaders(elections)[0]
         await shutdown([survivor])
-        await elections[0]._client.close()
+        await close(elections[0]._client)
         return resign_took, crash_took
 
     with etcd_cluster(tmp_path, size=3) as cluster:
@@ -196,7 +196,7 @@ def test_leader_cut_off_from_etcd_steps_down_within_the_ttl(tmp_path: Path) -> N
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await election._client.close()
+        await close(election._client)
         return took
 
     with etcd_cluster(tmp_path) as cluster:
