@@ -184,6 +184,8 @@ def tdvf_mrtd(image: bytes, order: PageOrder) -> bytes:
     """MRTD of a TD whose VMM loaded `image` adding its pages in `order` (see the module docstring)."""
     h = hashlib.sha384()
     for section in tdvf_sections(image):
+        if not section.added:  # PAGE_AUG memory is accepted later by the TD: not part of MRTD
+            continue
         pages = range(section.pages)
         if order is PageOrder.TWO_PASS:
             for page in pages:
