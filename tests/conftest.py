@@ -4,6 +4,10 @@ evidence corpus, the Merkle proof vectors).
 On a user's clone without it, tests that need it skip and say why. CI sets
 TEEPLANE_REQUIRE_CORPUS=1, which turns that skip into a failure, and TEEPLANE_NO_SKIPS=1,
 which fails the run if any test skipped at all.
+
+Hypothesis explores new examples on every local run (that is how the fuzz tests find bugs); CI
+loads the `ci` profile (HYPOTHESIS_PROFILE=ci), which derandomizes them, so a landing run checks
+a fixed set of examples and fails only on a regression.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_TESTDATA = Path(os.environ.get("TEEPLANE_TESTDATA", REPO.parent / "shared" / "testdata"))
