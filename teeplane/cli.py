@@ -16,6 +16,7 @@ from teeplane.attestation.demo import run as run_demo
 from teeplane.attestation.eps.cli import app as eps_app
 from teeplane.attestation.ras.cli import app as ras_app
 from teeplane.attestation.verify_cli import verify_command
+from teeplane.operator.cli import app as operator_app
 from teeplane.tks.cli import app as tks_app
 from teeplane.tks.keys_cli import app as keys_app
 
@@ -49,6 +50,7 @@ app.add_typer(ras_app, name="ras")
 app.add_typer(agent_app, name="agent")
 app.add_typer(tks_app, name="tks")
 app.add_typer(keys_app, name="keys")
+app.add_typer(operator_app, name="operator")
 app.command("verify")(verify_command)
 
 

@@ -1,0 +1,65 @@
+"""Admission of ConfidentialWorkloads: what the validating webhook refuses and what the mutating
+webhook defaults, with messages that say what to change.
+
+The CRD's schema and CEL rules already refuse unpinned images and unknown TEE types; the webhook
+checks them again (its verdict must not depend on the installed CRD being current) and adds what a
+schema cannot know: whether the keys exist at TKS, and whether the namespace allows simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from teeplane.operator.config import Placement
+from teeplane.operator.model import ConfidentialWorkloadSpec, Tee
+from teeplane.operator.steps import simulation_refusal
+from teeplane.remote import RemoteError
+from teeplane.tks.client import TksClient
+
+
+class Refused(Exception):
+    """The request is refused; the message is what the user sees."""
+
+
+def parse(spec: Mapping[str, Any] | None) -> ConfidentialWorkloadSpec:
+    """The spec, or Refused naming every field that is wrong."""
+    try:
+        return ConfidentialWorkloadSpec.model_validate(spec or {})
+    except ValidationError as exc:
+        problems = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise Refused("; ".join(problems)) from None
+
+
+def check(spec: ConfidentialWorkloadSpec, namespace: str, namespace_labels: dict[str, str], tks: TksClient) -> None:
+    """Refuse a workload that may not run here, or asks for keys TKS does not have."""
+    refusal = simulation_refusal(spec, namespace, namespace_labels)
+    if refusal is not None:
+        raise Refused(refusal)
+    missing = []
+    for key_id in sorted(spec.keys):
+        try:
+            tks.show(key_id)
+        except RemoteError as error:
+            if error.http_status != 404:
+                raise Refused(f"cannot check the keys at TKS, so refusing: {error}") from None
+            missing.append(key_id)
+    if missing:
+        raise Refused(f"key(s) {', '.join(missing)} do not exist at TKS: create them before the workload that uses them")
+
+
+def default_runtime_class(
+    spec: Mapping[str, Any], old_spec: Mapping[str, Any] | None, placements: Mapping[Tee, Placement]
+) -> str | None:
+    """The runtime class to set: the TEE's when none is given, or when the TEE changed and the class was
+    the old TEE's default. None to leave the spec as it is."""
+    tee = spec.get("tee")
+    if tee not in placements:
+        return None  # the schema refuses it
+    current = spec.get("runtimeClassName")
+    old_tee = (old_spec or {}).get("tee")
+    followed_old_default = old_tee in placements and old_tee != tee and current == placements[old_tee].runtime_class
+    wanted = placements[tee].runtime_class
+    return wanted if (current is None or followed_old_default) and current != wanted else None

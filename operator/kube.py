@@ -1,0 +1,85 @@
+"""The operator's Kubernetes calls (kubernetes_asyncio): server-side apply of what it owns, the
+workload's status, and the namespace labels admission and reconcile read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from teeplane.operator.model import GROUP, PLURAL, VERSION
+
+FIELD_MANAGER = "teeplane-operator"
+_APPLY = "application/apply-patch+yaml"
+_MERGE = "application/merge-patch+json"
+
+
+class NotOwned(Exception):
+    """An object of the name the operator would use exists and belongs to someone else."""
+
+
+class Kube:
+    """Typed calls over one API client."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+        self._apps = client.AppsV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a Deployment or Service to match `manifest` (server-side apply, taking back
+        any field someone else changed). Raises NotOwned if one of that name has another controller."""
+        meta = manifest["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        read, patch = self._methods(manifest["kind"])
+        owner = meta["ownerReferences"][0]["uid"]
+        try:
+            live = await read(name, namespace, _preload_content=False)
+            found = await live.json()
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        else:
+            controllers = [r["uid"] for r in found["metadata"].get("ownerReferences", []) if r.get("controller")]
+            if controllers != [owner]:
+                raise NotOwned(f"{manifest['kind']} {namespace}/{name} exists and is not owned by this workload")
+        response = await patch(
+            name, namespace, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY,
+            _preload_content=False,
+        )  # fmt: skip
+        applied: dict[str, Any] = await response.json()
+        return applied
+
+    async def get_workload(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfidentialWorkload, or None if it is gone."""
+        try:
+            found: dict[str, Any] = await self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return found
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Replace the status fields given (a merge patch of the status subresource); a gone object is no error."""
+        try:
+            await self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=_MERGE
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def namespace_labels(self, namespace: str) -> dict[str, str]:
+        """The labels of a namespace."""
+        found = await self._core.read_namespace(namespace)
+        return dict(found.metadata.labels or {})
+
+    def _methods(self, kind: str) -> tuple[Any, Any]:
+        if kind == "Deployment":
+            return self._apps.read_namespaced_deployment, self._apps.patch_namespaced_deployment
+        if kind == "Service":
+            return self._core.read_namespaced_service, self._core.patch_namespaced_service
+        raise ValueError(f"the operator does not apply {kind}")
