@@ -62,7 +62,7 @@ def build_registry(
     async def reconcile(body: kopf.Body, **_: Any) -> None:
         retry = await reconciler.reconcile(body)
         if retry is not None:
-            raise kopf.TemporaryError("not every step is done yet (see the status conditions)", delay=retry)
+            raise kopf.TemporaryError(retry.message, delay=retry.delay)
 
     for on in resource:
         on(**workloads, id="reconcile")(reconcile)  # type: ignore[operator]

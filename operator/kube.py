@@ -19,6 +19,17 @@ class NotOwned(Exception):
     """An object of the name the operator would use exists and belongs to someone else."""
 
 
+async def _json(response: Any, *, missing_ok: bool = False) -> dict[str, Any] | None:
+    """The body of a raw (not deserialized) response; None for 404 when `missing_ok`."""
+    if missing_ok and response.status == 404:
+        response.release()
+        return None
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=await response.text())
+    body: dict[str, Any] = await response.json()
+    return body
+
+
 class Kube:
     """Typed calls over one API client."""
 
@@ -35,13 +46,8 @@ class Kube:
         name, namespace = meta["name"], meta["namespace"]
         read, patch = self._methods(manifest["kind"])
         owner = meta["ownerReferences"][0]["uid"]
-        try:
-            live = await read(name, namespace, _preload_content=False)
-            found = await live.json()
-        except ApiException as error:
-            if error.status != 404:
-                raise
-        else:
+        found = await _json(await read(name, namespace, _preload_content=False), missing_ok=True)
+        if found is not None:
             controllers = [r["uid"] for r in found["metadata"].get("ownerReferences", []) if r.get("controller")]
             if controllers != [owner]:
                 raise NotOwned(f"{manifest['kind']} {namespace}/{name} exists and is not owned by this workload")
@@ -49,7 +55,8 @@ class Kube:
             name, namespace, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY,
             _preload_content=False,
         )  # fmt: skip
-        applied: dict[str, Any] = await response.json()
+        applied = await _json(response)
+        assert applied is not None
         return applied
 
     async def get_workload(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -50,6 +50,14 @@ class Services:
     baselines: BaselineVerifier
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A reconcile that is not done: try again in `delay` seconds; `message` says what is pending."""
+
+    delay: float
+    message: str
+
+
 @dataclass
 class _Known:
     """What the last reconcile of a workload saw and wrote."""
@@ -77,14 +85,14 @@ class Reconciler:
         self._ready: dict[Key, int] = {}
         self._attested: defaultdict[Key, dict[str, bool]] = defaultdict(dict)
 
-    async def reconcile(self, body: Mapping[str, Any]) -> float | None:
-        """Bring one workload in step; the seconds until it should be tried again, or None when done."""
+    async def reconcile(self, body: Mapping[str, Any]) -> Retry | None:
+        """Bring one workload in step; when to try again if a step is not done, or None."""
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         async with self._locks[key]:
             return await self._reconcile(body, key)
 
-    async def _reconcile(self, body: Mapping[str, Any], key: Key) -> float | None:
+    async def _reconcile(self, body: Mapping[str, Any], key: Key) -> Retry | None:
         namespace, name = key
         meta = body["metadata"]
         spec = ConfidentialWorkloadSpec.model_validate(body["spec"])
@@ -119,11 +127,11 @@ class Reconciler:
                      "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}}  # fmt: skip
         self._known[key] = _Known(reference, spec.replicas, previous, applied)
         await self._write(key, status)
-        if any(o.status == "Unknown" for o in outcomes[:4]):
-            return RETRY_UNAVAILABLE
-        if any(o.status == "False" for o in outcomes[:4]):
-            return RETRY_REFUSED
-        return None
+        pending = [o for o in outcomes[:4] if o.status != "True"]
+        if not pending:
+            return None
+        delay = RETRY_UNAVAILABLE if any(o.status == "Unknown" for o in pending) else RETRY_REFUSED
+        return Retry(delay, "; ".join(f"{o.type} is {o.status} ({o.reason}: {o.message})" for o in pending))
 
     async def _deploy(
         self, meta: Mapping[str, Any], spec: ConfidentialWorkloadSpec, before: list[Outcome], applied: dict[str, str]

@@ -39,6 +39,8 @@ TEEPLANE_IMAGE = "registry.example/teeplane@sha256:" + "ab" * 32
 OPERATOR_NAMESPACE = "teeplane-system"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
 INITDATA = 'algorithm = "sha384"\nversion = "0.1.0"\n[data]\n"policy.rego" = "default allow := true"\n'
+#: Makes a namespace for one test (optionally labelled) and returns its name.
+NamespaceFactory = Callable[..., str]
 MEASUREMENTS = ExpectedMeasurements(tee="tdx", mrtd="11" * 48, mrconfigid=hashlib.sha384(INITDATA.encode()).hexdigest())
 
 
