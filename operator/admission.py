@@ -20,34 +20,36 @@ from teeplane.remote import RemoteError
 from teeplane.tks.client import TksClient
 
 
-class Refused(Exception):
+class WorkloadRefusedError(Exception):
     """The request is refused; the message is what the user sees."""
 
 
 def parse(spec: Mapping[str, Any] | None) -> ConfidentialWorkloadSpec:
-    """The spec, or Refused naming every field that is wrong."""
+    """The spec, or WorkloadRefusedError naming every field that is wrong."""
     try:
         return ConfidentialWorkloadSpec.model_validate(spec or {})
     except ValidationError as exc:
         problems = [f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise Refused("; ".join(problems)) from None
+        raise WorkloadRefusedError("; ".join(problems)) from None
 
 
 def check(spec: ConfidentialWorkloadSpec, namespace: str, namespace_labels: dict[str, str], tks: TksClient) -> None:
     """Refuse a workload that may not run here, or asks for keys TKS does not have."""
     refusal = simulation_refusal(spec, namespace, namespace_labels)
     if refusal is not None:
-        raise Refused(refusal)
+        raise WorkloadRefusedError(refusal)
     missing = []
     for key_id in sorted(spec.keys):
         try:
             tks.show(key_id)
         except RemoteError as error:
             if error.http_status != 404:
-                raise Refused(f"cannot check the keys at TKS, so refusing: {error}") from None
+                raise WorkloadRefusedError(f"cannot check the keys at TKS, so refusing: {error}") from None
             missing.append(key_id)
     if missing:
-        raise Refused(f"key(s) {', '.join(missing)} do not exist at TKS: create them before the workload that uses them")
+        raise WorkloadRefusedError(
+            f"key(s) {', '.join(missing)} do not exist at TKS: create them before the workload that uses them"
+        )
 
 
 def default_runtime_class(

@@ -60,7 +60,9 @@ class BgsBaselines(ServiceClient):
             record = self._json("GET", f"/v1/baselines/{quote(reference, safe='@:')}")
         except RemoteError as error:
             if error.http_status == 404:
-                raise BaselineError("BaselineNotFound", f"the BGS has no baseline {reference}", transient=False) from None
+                raise BaselineError(
+                    "BaselineNotFound", f"the BGS has no baseline {reference}", transient=False
+                ) from None
             raise BaselineError("BgsUnavailable", str(error), transient=True) from None
         return _check(reference, record)
 
@@ -76,7 +78,9 @@ def _check(reference: str, record: Any) -> VerifiedBaseline:
     baseline_id = ID_PREFIX + hashlib.sha256(payload).hexdigest()
     if reference.startswith(ID_PREFIX):
         if baseline_id != reference:
-            raise BaselineError("BaselineMismatch", f"asked for {reference}, the BGS sent {baseline_id}", transient=False)
+            raise BaselineError(
+                "BaselineMismatch", f"asked for {reference}, the BGS sent {baseline_id}", transient=False
+            )
     elif f"{predicate.get('name')}@{predicate.get('version')}" != reference:
         named = f"{predicate.get('name')}@{predicate.get('version')}"
         raise BaselineError("BaselineMismatch", f"asked for {reference}, the BGS sent {named}", transient=False)

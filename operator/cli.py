@@ -146,7 +146,9 @@ def _placements(overrides: list[str]) -> dict[Tee, Placement]:
     for override in overrides:
         tee, sep, name = override.partition("=")
         if not sep or tee not in TEES or not name:
-            raise InputError("input.unreadable", f"--runtime-class {override}: expected TEE=NAME with TEE one of {TEES}")
+            raise InputError(
+                "input.unreadable", f"--runtime-class {override}: expected TEE=NAME with TEE one of {TEES}"
+            )
         old = placements[tee]  # type: ignore[index]
         placements[tee] = Placement(name, old.node_label, old.node_value)  # type: ignore[index]
     return placements

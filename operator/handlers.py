@@ -72,7 +72,9 @@ def build_registry(
         error = await reconciler.unregister(namespace, name)
         if error is not None:
             if retry + 1 < unregistering.attempts:
-                raise kopf.TemporaryError(f"RAS did not unregister {namespace}/{name}: {error}", delay=unregistering.delay)
+                raise kopf.TemporaryError(
+                    f"RAS did not unregister {namespace}/{name}: {error}", delay=unregistering.delay
+                )
             message = (
                 f"gave up unregistering {namespace}/{name} at RAS after {unregistering.attempts} attempts ({error}); "
                 "its reference values stay registered until removed by hand"
@@ -109,7 +111,7 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             spec = admission.parse(new.get("spec"))
             labels = await kube.namespace_labels(namespace)
             await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
-        except admission.Refused as refused:
+        except admission.WorkloadRefusedError as refused:
             raise kopf.AdmissionError(str(refused), code=422) from None
 
     @kopf.on.mutate(**workloads, id="defaults", operations=["CREATE", "UPDATE"])  # type: ignore[arg-type]

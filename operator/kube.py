@@ -15,7 +15,7 @@ _APPLY = "application/apply-patch+yaml"
 _MERGE = "application/merge-patch+json"
 
 
-class NotOwned(Exception):
+class NotOwnedError(Exception):
     """An object of the name the operator would use exists and belongs to someone else."""
 
 
@@ -41,7 +41,7 @@ class Kube:
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Create or update a Deployment or Service to match `manifest` (server-side apply, taking back
-        any field someone else changed). Raises NotOwned if one of that name has another controller."""
+        any field someone else changed). Raises NotOwnedError if one of that name has another controller."""
         meta = manifest["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         read, patch = self._methods(manifest["kind"])
@@ -50,7 +50,7 @@ class Kube:
         if found is not None:
             controllers = [r["uid"] for r in found["metadata"].get("ownerReferences", []) if r.get("controller")]
             if controllers != [owner]:
-                raise NotOwned(f"{manifest['kind']} {namespace}/{name} exists and is not owned by this workload")
+                raise NotOwnedError(f"{manifest['kind']} {namespace}/{name} exists and is not owned by this workload")
         response = await patch(
             name, namespace, manifest, field_manager=FIELD_MANAGER, force=True, _content_type=_APPLY,
             _preload_content=False,
@@ -62,7 +62,9 @@ class Kube:
     async def get_workload(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ConfidentialWorkload, or None if it is gone."""
         try:
-            found: dict[str, Any] = await self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            found: dict[str, Any] = await self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
         except ApiException as error:
             if error.status == 404:
                 return None

@@ -22,7 +22,7 @@ from teeplane.operator import render
 from teeplane.operator.baselines import BaselineVerifier
 from teeplane.operator.conditions import Outcome, Transition, merge, rollout, transitions
 from teeplane.operator.config import RenderConfig
-from teeplane.operator.kube import Kube, NotOwned
+from teeplane.operator.kube import Kube, NotOwnedError
 from teeplane.operator.model import (
     API_VERSION,
     KIND,
@@ -123,8 +123,8 @@ class Reconciler:
             attested_replicas=self._attested_count(key),
             conditions=merge(previous.conditions, outcomes, meta.get("generation", 0), _now()),
         )
-        reference = {"apiVersion": API_VERSION, "kind": KIND,
-                     "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}}  # fmt: skip
+        identity = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]}
+        reference = {"apiVersion": API_VERSION, "kind": KIND, "metadata": identity}
         self._known[key] = _Known(reference, spec.replicas, previous, applied)
         await self._write(key, status)
         pending = [o for o in outcomes[:4] if o.status != "True"]
@@ -148,7 +148,7 @@ class Reconciler:
         try:
             deployment = await self._kube.apply(render.deployment(name, namespace, uid, spec, self._config))
             svc = await self._kube.apply(render.service(name, namespace, uid, spec))
-        except NotOwned as conflict:
+        except NotOwnedError as conflict:
             return Outcome.false("Deployed", "NameConflict", str(conflict))
         applied["Deployment"] = str(deployment["metadata"]["generation"])
         applied["Service"] = svc["metadata"]["resourceVersion"]
@@ -170,7 +170,9 @@ class Reconciler:
             if event == "DELETED" or known.applied.get(kind) != version:
                 workload = await self._kube.get_workload(*key)
                 if workload is not None and not workload["metadata"].get("deletionTimestamp"):
-                    self._post(known.reference, Transition("Warning", "Drift", f"{kind} {key[1]} was {_changed(event)}"))
+                    self._post(
+                        known.reference, Transition("Warning", "Drift", f"{kind} {key[1]} was {_changed(event)}")
+                    )
                     await self._reconcile(workload, key)
                 return
             if kind == "Deployment":
@@ -214,7 +216,9 @@ class Reconciler:
             return
         ready, attested = self._ready.get(key, 0), self._attested_count(key)
         generation = known.status.observed_generation
-        conditions = merge(known.status.conditions, rollout(deployed, known.replicas, ready, attested), generation, _now())
+        conditions = merge(
+            known.status.conditions, rollout(deployed, known.replicas, ready, attested), generation, _now()
+        )
         status = known.status.model_copy(
             update={"ready_replicas": ready, "attested_replicas": attested, "conditions": conditions}
         )

@@ -19,7 +19,7 @@ import gzip
 from typing import Any
 
 from teeplane.operator.config import RenderConfig
-from teeplane.operator.model import API_VERSION, EPS_PORT, KIND, Container, ConfidentialWorkloadSpec
+from teeplane.operator.model import API_VERSION, EPS_PORT, KIND, ConfidentialWorkloadSpec, Container
 
 MANAGED_BY = "teeplane-operator"
 WORKLOAD_LABEL = "teeplane.io/workload"
@@ -54,7 +54,9 @@ def encode_initdata(document: str) -> str:
     return base64.b64encode(gzip.compress(document.encode(), mtime=0)).decode()
 
 
-def deployment(name: str, namespace: str, uid: str, spec: ConfidentialWorkloadSpec, config: RenderConfig) -> dict[str, Any]:
+def deployment(
+    name: str, namespace: str, uid: str, spec: ConfidentialWorkloadSpec, config: RenderConfig
+) -> dict[str, Any]:
     """The Deployment running the workload."""
     placement = config.placements[spec.tee]
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -77,8 +79,12 @@ def deployment(name: str, namespace: str, uid: str, spec: ConfidentialWorkloadSp
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name),
-                     "ownerReferences": [owner_reference(name, uid)]},  # fmt: skip
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(name, uid)],
+        },
         "spec": {"replicas": spec.replicas, "selector": {"matchLabels": {WORKLOAD_LABEL: name}}, "template": pod},
     }
 
@@ -93,8 +99,12 @@ def service(name: str, namespace: str, uid: str, spec: ConfidentialWorkloadSpec)
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name),
-                     "ownerReferences": [owner_reference(name, uid)]},  # fmt: skip
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels(name),
+            "ownerReferences": [owner_reference(name, uid)],
+        },
         "spec": {"type": "ClusterIP", "selector": {WORKLOAD_LABEL: name}, "ports": ports},
     }
 
@@ -124,8 +134,18 @@ def _eps(spec: ConfidentialWorkloadSpec, config: RenderConfig) -> dict[str, Any]
         "name": EPS_CONTAINER,
         "image": config.teeplane_image,
         "restartPolicy": "Always",
-        "args": ["eps", "serve", "--provider", provider, "--host", "0.0.0.0", "--port", str(EPS_PORT),
-                 "--baseline-id", spec.baseline],  # fmt: skip
+        "args": [
+            "eps",
+            "serve",
+            "--provider",
+            provider,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(EPS_PORT),
+            "--baseline-id",
+            spec.baseline,
+        ],
         "ports": [{"name": EPS_PORT_NAME, "containerPort": EPS_PORT, "protocol": "TCP"}],
         "startupProbe": probe,
         "resources": _SIDECAR_RESOURCES,
@@ -137,9 +157,25 @@ def _agent(name: str, namespace: str, spec: ConfidentialWorkloadSpec, config: Re
     return {
         "name": AGENT_CONTAINER,
         "image": config.teeplane_image,
-        "args": ["agent", "fetch-keys", "--ras", config.ras_url, "--tks", config.tks_url,
-                 "--eps", f"http://127.0.0.1:{EPS_PORT}", "--namespace", namespace, "--name", name,
-                 "--pod", "$(POD_NAME)", "--out-dir", KEYS_DIR, *keys],  # fmt: skip
+        "args": [
+            "agent",
+            "fetch-keys",
+            "--ras",
+            config.ras_url,
+            "--tks",
+            config.tks_url,
+            "--eps",
+            f"http://127.0.0.1:{EPS_PORT}",
+            "--namespace",
+            namespace,
+            "--name",
+            name,
+            "--pod",
+            "$(POD_NAME)",
+            "--out-dir",
+            KEYS_DIR,
+            *keys,
+        ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "volumeMounts": [{"name": KEYS_VOLUME, "mountPath": KEYS_DIR}],
         "resources": _SIDECAR_RESOURCES,

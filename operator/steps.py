@@ -22,7 +22,9 @@ EVIDENCE_TEE: dict[Tee, str] = {"tdx": "tdx", "snp": "snp", "sim": "tdx"}
 SIMULATION_LABEL = "teeplane.io/allow-simulation"
 
 
-def verify_baseline(verifier: BaselineVerifier, spec: ConfidentialWorkloadSpec) -> tuple[Outcome, VerifiedBaseline | None]:
+def verify_baseline(
+    verifier: BaselineVerifier, spec: ConfidentialWorkloadSpec
+) -> tuple[Outcome, VerifiedBaseline | None]:
     """BaselineVerified: the baseline exists, is the one named, and is for the workload's TEE."""
     try:
         baseline = verifier.verify(spec.baseline)

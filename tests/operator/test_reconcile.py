@@ -9,41 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_stack import INITDATA, TEEPLANE_IMAGE, Kubectl, NamespaceFactory, Operator, Services, wait_for
+from operator_stack import (
+    IMAGE,
+    TEEPLANE_IMAGE,
+    Kubectl,
+    NamespaceFactory,
+    Operator,
+    Services,
+    condition,
+    events,
+    wait_condition,
+    wait_for,
+    workload,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "confidentialworkload.yaml"
-IMAGE = "registry.example/app@sha256:" + "cd" * 32
-
-
-def workload(name: str, baseline: str, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "tee": "tdx",
-        "baseline": baseline,
-        "initdata": INITDATA,
-        "template": {"containers": [{"name": "app", "image": IMAGE}]},
-    }
-    return {"apiVersion": "teeplane.io/v1alpha1", "kind": "ConfidentialWorkload", "metadata": {"name": name},
-            "spec": body | spec}  # fmt: skip
-
-
-def condition(cw: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    conditions = (cw or {}).get("status", {}).get("conditions", [])
-    return next((c for c in conditions if c["type"] == kind), {})
-
-
-def wait_condition(kubectl: Kubectl, ns: str, name: str, kind: str, status: str, timeout: float = 30) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        cw = kubectl.get("cw", name, "-n", ns)
-        return cw if condition(cw, kind).get("status") == status else None
-
-    found: dict[str, Any] = wait_for(f"{kind}={status} on {ns}/{name}", probe, timeout)
-    return found
-
-
-def events(kubectl: Kubectl, ns: str, name: str) -> list[tuple[str, str]]:
-    listed = kubectl.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
-    return [(e["type"], e["reason"]) for e in listed["items"]]
 
 
 def test_apply_the_example_makes_the_deployment_and_service(
@@ -109,3 +90,102 @@ def test_apply_the_example_makes_the_deployment_and_service(
     printed = kubectl("get", "cw", "ledger", "-n", ns).stdout.split()
     assert printed[:6] == ["NAME", "TEE", "BASELINE", "READY", "ATTESTED", "AGE"]
     assert printed[6:11] == ["ledger", "tdx", "ledger@1.0.0", "True", "2"]
+
+
+def deployed(kubectl: Kubectl, ns: str, name: str, stack: Services, **spec: Any) -> dict[str, Any]:
+    """Apply a workload on a fresh baseline and wait until its Deployment is applied; the workload."""
+    baseline = stack.bgs.publish(name, "1")
+    kubectl.apply(workload(name, baseline, **spec), "-n", ns)
+    return wait_condition(kubectl, ns, name, "Deployed", "True")
+
+
+def test_editing_the_workload_updates_what_it_owns(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    deployed(kubectl, ns, "web", stack)
+    new_image = "registry.example/app@sha256:" + "ef" * 32
+    kubectl("patch", "cw", "web", "-n", ns, "--type", "merge", "-p",
+            '{"spec": {"replicas": 3, "service": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},'
+            f' "template": {{"containers": [{{"name": "app", "image": "{new_image}"}}]}}}}}}')  # fmt: skip
+
+    def updated() -> bool:
+        d = kubectl.get("deployment", "web", "-n", ns)
+        svc = kubectl.get("service", "web", "-n", ns)
+        return (d["spec"]["replicas"] == 3 and d["spec"]["template"]["spec"]["containers"][0]["image"] == new_image
+                and [p["name"] for p in svc["spec"]["ports"]] == ["http", "teeplane-eps"])  # fmt: skip
+
+    wait_for("the Deployment and Service to follow the edit", updated)
+    cw = wait_condition(kubectl, ns, "web", "Ready", "True", timeout=60)
+    assert (cw["status"]["replicas"], cw["status"]["attestedReplicas"]) == (3, 3)
+    assert condition(cw, "Deployed")["observedGeneration"] == cw["metadata"]["generation"] == 2
+    # Changing the TEE moves the pods: the mutating webhook follows with the runtime class it had defaulted.
+    kubectl("patch", "cw", "web", "-n", ns, "--type", "merge", "-p", '{"spec": {"tee": "snp"}}')
+    assert kubectl.get("cw", "web", "-n", ns)["spec"]["runtimeClassName"] == "kata-qemu-snp"
+    cw = wait_condition(kubectl, ns, "web", "BaselineVerified", "False")
+    assert condition(cw, "BaselineVerified")["reason"] == "TeeMismatch"
+    assert condition(cw, "Deployed")["reason"] == "PrerequisitesNotMet"
+    # What ran stays as it was until the spec can be deployed.
+    assert kubectl.get("deployment", "web", "-n", ns)["spec"]["template"]["spec"]["runtimeClassName"] == "kata-qemu-tdx"
+    assert ("Warning", "TeeMismatch") in events(kubectl, ns, "web")
+
+
+def test_deleting_the_workload_removes_everything_and_unregisters_it(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    cw = deployed(kubectl, ns, "gone", stack)
+    assert cw["metadata"]["finalizers"] == ["teeplane.io/unregister"]
+    assert stack.reference_values(ns, "gone").status_code == 200
+    kubectl("delete", "cw", "gone", "-n", ns, "--timeout=30s")
+    assert stack.reference_values(ns, "gone").status_code == 404
+
+    def collected() -> bool:
+        return kubectl.get("deployment", "gone", "-n", ns) is None and kubectl.get("service", "gone", "-n", ns) is None
+
+    wait_for("the garbage collector to delete what the workload owned", collected)
+    assert ("Normal", "Unregistered") in events(kubectl, ns, "gone")
+
+
+def test_what_someone_else_deletes_or_changes_comes_back(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    deployed(kubectl, ns, "steady", stack, replicas=2)
+    first = kubectl.get("deployment", "steady", "-n", ns)["metadata"]["uid"]
+    kubectl("delete", "deployment", "steady", "-n", ns)
+    again = wait_for("the Deployment to come back", lambda: kubectl.get("deployment", "steady", "-n", ns))
+    assert again["metadata"]["uid"] != first
+    kubectl("delete", "service", "steady", "-n", ns)
+    wait_for("the Service to come back", lambda: kubectl.get("service", "steady", "-n", ns))
+    kubectl("scale", "deployment", "steady", "-n", ns, "--replicas", "7")
+    kubectl("set", "image", "deployment/steady", "-n", ns, "app=registry.example/evil:latest")
+
+    def restored() -> bool:
+        spec = kubectl.get("deployment", "steady", "-n", ns)["spec"]
+        return spec["replicas"] == 2 and spec["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+    wait_for("the Deployment's spec to be put back", restored)
+    assert ("Warning", "Drift") in events(kubectl, ns, "steady")
+    deployments = kubectl.get("deployments", "-n", ns, "-l", "app.kubernetes.io/managed-by=teeplane-operator")
+    assert [d["metadata"]["name"] for d in deployments["items"]] == ["steady"]
+
+
+def test_a_missing_baseline_or_a_key_that_is_not_released_blocks_the_deployment(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    kubectl.apply(workload("nobase", "unpublished@1"), "-n", ns)
+    cw = wait_condition(kubectl, ns, "nobase", "BaselineVerified", "False")
+    assert condition(cw, "BaselineVerified")["reason"] == "BaselineNotFound"
+    assert condition(cw, "Deployed")["reason"] == "PrerequisitesNotMet"
+    assert kubectl.get("deployment", "nobase", "-n", ns) is None
+
+    baseline = stack.bgs.publish("keyed", "1")
+    stack.create_key(f"{ns}.other", [f"{ns}/someone-else"], [baseline])
+    kubectl.apply(workload("keyed", baseline, keys={f"{ns}.other": "k"}), "-n", ns)
+    cw = wait_condition(kubectl, ns, "keyed", "KeysBound", "False")
+    assert condition(cw, "KeysBound")["reason"] == "KeyPolicyMismatch"
+    assert f"does not name workload {ns}/keyed" in condition(cw, "KeysBound")["message"]
+    assert kubectl.get("deployment", "keyed", "-n", ns) is None
+    assert ("Warning", "KeyPolicyMismatch") in events(kubectl, ns, "keyed")

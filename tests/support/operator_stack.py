@@ -102,7 +102,9 @@ def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
         "kind": "Config",
         "clusters": admin["clusters"],
         "users": [{"name": "teeplane-operator", "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": admin["clusters"][0]["name"], "user": "teeplane-operator"}}],
+        "contexts": [
+            {"name": "operator", "context": {"cluster": admin["clusters"][0]["name"], "user": "teeplane-operator"}}
+        ],
         "current-context": "operator",
     }
     path.write_text(yaml.safe_dump(config))
@@ -178,7 +180,9 @@ class Services:
     def create_key(self, key_id: str, workloads: list[str], baselines: list[str], **policy: Any) -> None:
         client = TksClient(self.tks, admin_token=ADMIN_TOKEN)
         try:
-            client.create(CreateKey(id=key_id, policy=ReleasePolicy(workloads=workloads, baselines=baselines, **policy)))
+            client.create(
+                CreateKey(id=key_id, policy=ReleasePolicy(workloads=workloads, baselines=baselines, **policy))
+            )
         finally:
             client.close()
 
@@ -199,7 +203,9 @@ def services(workdir: Path) -> Iterator[Services]:
         stack.callback(bgs.close)
         etcd = stack.enter_context(etcd_cluster(workdir, 1))
         ras = stack.enter_context(
-            service("ras", ["ras", "serve", "--state", str(workdir / "ras"), "--admin-token-file", str(tokens)], workdir)
+            service(
+                "ras", ["ras", "serve", "--state", str(workdir / "ras"), "--admin-token-file", str(tokens)], workdir
+            )
         )
         tks_args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras, "--admin-token-file",
                     str(tokens), "--kek-file", str(workdir / "kek"), *LONE_REPLICA]  # fmt: skip
@@ -279,3 +285,36 @@ class Operator:
         assert self.process is not None
         self.process.kill()
         self.process.wait(10)
+
+
+IMAGE = "registry.example/app@sha256:" + "cd" * 32
+
+
+def workload(name: str, baseline: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "tee": "tdx",
+        "baseline": baseline,
+        "initdata": INITDATA,
+        "template": {"containers": [{"name": "app", "image": IMAGE}]},
+    }
+    return {"apiVersion": "teeplane.io/v1alpha1", "kind": "ConfidentialWorkload", "metadata": {"name": name},
+            "spec": body | spec}  # fmt: skip
+
+
+def condition(cw: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    conditions = (cw or {}).get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == kind), {})
+
+
+def wait_condition(kubectl: Kubectl, ns: str, name: str, kind: str, status: str, timeout: float = 30) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        cw = kubectl.get("cw", name, "-n", ns)
+        return cw if condition(cw, kind).get("status") == status else None
+
+    found: dict[str, Any] = wait_for(f"{kind}={status} on {ns}/{name}", probe, timeout)
+    return found
+
+
+def events(kubectl: Kubectl, ns: str, name: str) -> list[tuple[str, str]]:
+    listed = kubectl.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
+    return [(e["type"], e["reason"]) for e in listed["items"]]
