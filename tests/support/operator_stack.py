@@ -25,7 +25,7 @@ from urllib.parse import unquote
 import httpx
 import yaml
 from etcd_cluster import etcd_cluster
-from processes import TEEPLANE, free_port, service
+from processes import TEEPLANE, Service, free_port, service
 from tks_cluster import LONE_REPLICA
 
 from teeplane.baseline.measurements import ExpectedMeasurements
@@ -129,11 +129,14 @@ class Bgs:
                 time.sleep(bgs.delays.get(reference, 0.0))
                 record = bgs.records.get(reference)
                 body = json.dumps(record or {"code": "baseline.not_found", "detail": f"no baseline {reference}"})
-                self.send_response(200 if record else 404)
-                self.send_header("Content-Type", "application/json" if record else "application/problem+json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body.encode())
+                try:
+                    self.send_response(200 if record else 404)
+                    self.send_header("Content-Type", "application/json" if record else "application/problem+json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body.encode())
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the operator was killed while it waited
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -170,12 +173,16 @@ class Bgs:
 
 @dataclass
 class Services:
-    """RAS, TKS and the BGS, and the admin token file RAS and TKS accept."""
+    """RAS, TKS and the BGS, and the admin token file RAS and TKS accept; RAS can be stopped and started."""
 
-    ras: str
+    ras_process: Service
     tks: str
     bgs: Bgs
     token_file: Path
+
+    @property
+    def ras(self) -> str:
+        return self.ras_process.url
 
     def create_key(self, key_id: str, workloads: list[str], baselines: list[str], **policy: Any) -> None:
         client = TksClient(self.tks, admin_token=ADMIN_TOKEN)
@@ -202,12 +209,12 @@ def services(workdir: Path) -> Iterator[Services]:
     with ExitStack() as stack:
         stack.callback(bgs.close)
         etcd = stack.enter_context(etcd_cluster(workdir, 1))
-        ras = stack.enter_context(
-            service(
-                "ras", ["ras", "serve", "--state", str(workdir / "ras"), "--admin-token-file", str(tokens)], workdir
-            )
+        ras = Service(
+            "ras", ["ras", "serve", "--state", str(workdir / "ras"), "--admin-token-file", str(tokens)], workdir
         )
-        tks_args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras, "--admin-token-file",
+        stack.callback(ras.stop)
+        ras.start()
+        tks_args = ["tks", "serve", "--etcd", ",".join(etcd.endpoints), "--ras-url", ras.url, "--admin-token-file",
                     str(tokens), "--kek-file", str(workdir / "kek"), *LONE_REPLICA]  # fmt: skip
         tks = stack.enter_context(service("tks", tks_args, workdir, "/readyz"))
         yield Services(ras, tks, bgs, tokens)
