@@ -57,11 +57,11 @@ def default_runtime_class(
 ) -> str | None:
     """The runtime class to set: the TEE's when none is given, or when the TEE changed and the class was
     the old TEE's default. None to leave the spec as it is."""
-    tee = spec.get("tee")
-    if tee not in placements:
+    classes: dict[str, str] = {tee: placement.runtime_class for tee, placement in placements.items()}
+    wanted = classes.get(spec.get("tee", ""))
+    if wanted is None:
         return None  # the schema refuses it
     current = spec.get("runtimeClassName")
-    old_tee = (old_spec or {}).get("tee")
-    followed_old_default = old_tee in placements and old_tee != tee and current == placements[old_tee].runtime_class
-    wanted = placements[tee].runtime_class
-    return wanted if (current is None or followed_old_default) and current != wanted else None
+    old_default = classes.get((old_spec or {}).get("tee", ""))
+    followed_old_default = old_default is not None and old_default != wanted and current == old_default
+    return wanted if current is None or followed_old_default else None

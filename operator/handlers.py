@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -43,7 +43,12 @@ class Unregistering:
 
 def post_event(reference: dict[str, Any], transition: Transition) -> None:
     """Post an Event about a workload (Kopf queues and sends it)."""
-    kopf.event(reference, type=transition.type, reason=transition.reason, message=transition.message)
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, reference)),
+        type=transition.type,
+        reason=transition.reason,
+        message=transition.message,
+    )
 
 
 def build_registry(
@@ -56,19 +61,18 @@ def build_registry(
 ) -> kopf.OperatorRegistry:
     """A Kopf registry with every handler of the operator."""
     registry = kopf.OperatorRegistry()
-    resource = kopf.on.resume, kopf.on.create, kopf.on.update
-    workloads = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
 
     async def reconcile(body: kopf.Body, **_: Any) -> None:
         retry = await reconciler.reconcile(body)
         if retry is not None:
             raise kopf.TemporaryError(retry.message, delay=retry.delay)
 
-    for on in resource:
-        on(**workloads, id="reconcile")(reconcile)  # type: ignore[operator]
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")(reconcile)
 
-    @kopf.on.delete(**workloads, id="unregister")  # type: ignore[arg-type]
-    async def unregister(namespace: str, name: str, body: kopf.Body, retry: int, **_: Any) -> None:
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="unregister")
+    async def unregister(namespace: str | None, name: str, body: kopf.Body, retry: int, **_: Any) -> None:
+        assert namespace is not None  # ConfidentialWorkloads are namespaced
         error = await reconciler.unregister(namespace, name)
         if error is not None:
             if retry + 1 < unregistering.attempts:
@@ -84,7 +88,7 @@ def build_registry(
             kopf.event(body, type="Normal", reason="Unregistered", message=f"RAS no longer accepts {namespace}/{name}")
         reconciler.forget(namespace, name)
 
-    async def owned(type: str, body: kopf.Body, **_: Any) -> None:
+    async def owned(type: str | None, body: kopf.Body, **_: Any) -> None:
         if type is not None:  # None: the initial listing, which the resumed reconciles cover
             await reconciler.owned_changed(type, body)
 
@@ -101,22 +105,24 @@ def build_registry(
 
 
 def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, config: RenderConfig) -> None:
-    workloads = {"group": GROUP, "version": VERSION, "plural": PLURAL, "registry": registry}
-
-    @kopf.on.validate(**workloads, id="validate", operations=["CREATE", "UPDATE"])  # type: ignore[arg-type]
-    async def validate(namespace: str, new: kopf.Body, old: kopf.Body | None, operation: str, **_: Any) -> None:
-        if operation == "UPDATE" and old is not None and old.get("spec") == new.get("spec"):
+    @kopf.on.validate(GROUP, VERSION, PLURAL, registry=registry, id="validate", operations=["CREATE", "UPDATE"])
+    async def validate(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+        old = kwargs.get("old")
+        if kwargs.get("operation") == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
             return  # metadata and finalizers only
         try:
-            spec = admission.parse(new.get("spec"))
+            spec = admission.parse(body.get("spec"))
+            assert namespace is not None  # ConfidentialWorkloads are namespaced
             labels = await kube.namespace_labels(namespace)
             await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
         except admission.WorkloadRefusedError as refused:
             raise kopf.AdmissionError(str(refused), code=422) from None
 
-    @kopf.on.mutate(**workloads, id="defaults", operations=["CREATE", "UPDATE"])  # type: ignore[arg-type]
-    def defaults(new: kopf.Body, old: kopf.Body | None, patch: kopf.Patch, **_: Any) -> None:
-        runtime_class = admission.default_runtime_class(new.get("spec", {}), (old or {}).get("spec"), config.placements)
+    @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"])
+    def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        old = kwargs.get("old")
+        old_spec = old.get("spec") if old is not None else None
+        runtime_class = admission.default_runtime_class(body.get("spec", {}), old_spec, config.placements)
         if runtime_class is not None:
             patch.setdefault("spec", {})["runtimeClassName"] = runtime_class
 

@@ -75,7 +75,13 @@ class Kube:
         """Replace the status fields given (a merge patch of the status subresource); a gone object is no error."""
         try:
             await self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": status}, _content_type=_MERGE
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": status},
+                _content_type=_MERGE,  # type: ignore[call-arg]
             )
         except ApiException as error:
             if error.status != 404:

@@ -118,10 +118,14 @@ class PodTemplate(_Model):
     )
 
 
+def _up_to_date() -> list[TcbStatus]:
+    return ["UpToDate"]
+
+
 class Attestation(_Model):
     """What RAS accepts from this workload's pods."""
 
-    accepted_tcb_statuses: list[TcbStatus] = Field(default_factory=lambda: ["UpToDate"], min_length=1, max_length=6)
+    accepted_tcb_statuses: list[TcbStatus] = Field(default_factory=_up_to_date, min_length=1, max_length=6)
     allow_debug: bool = Field(default=False, description="accept TEEs in debug mode (never by default)")
 
 

@@ -180,14 +180,15 @@ class Reconciler:
                 await self._refresh(key, known)
 
     async def pod_changed(self, event: str, body: Mapping[str, Any]) -> None:
-        """A pod of a workload changed: count it as attested once its agent init container succeeded."""
+        """A pod of a workload changed: count it as attested once its agent init container succeeded,
+        until it is being deleted."""
         meta = body["metadata"]
         key = (meta["namespace"], meta.get("labels", {}).get(render.WORKLOAD_LABEL, ""))
         pods = self._attested[key]
         if event == "DELETED":
             pods.pop(meta["name"], None)
         else:
-            pods[meta["name"]] = _agent_succeeded(body)
+            pods[meta["name"]] = not meta.get("deletionTimestamp") and _agent_succeeded(body)
         async with self._locks[key]:
             known = self._known.get(key)
             if known is not None:

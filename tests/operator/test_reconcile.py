@@ -116,8 +116,12 @@ def test_editing_the_workload_updates_what_it_owns(
                 and [p["name"] for p in svc["spec"]["ports"]] == ["http", "teeplane-eps"])  # fmt: skip
 
     wait_for("the Deployment and Service to follow the edit", updated)
-    cw = wait_condition(kubectl, ns, "web", "Ready", "True", timeout=60)
-    assert (cw["status"]["replicas"], cw["status"]["attestedReplicas"]) == (3, 3)
+    def rolled_out() -> dict[str, Any] | None:
+        cw = kubectl.get("cw", "web", "-n", ns)
+        counts = (cw["status"]["replicas"], cw["status"]["readyReplicas"], cw["status"]["attestedReplicas"])
+        return cw if counts == (3, 3, 3) and condition(cw, "Ready").get("status") == "True" else None
+
+    cw = wait_for("3 of 3 pods ready and attested", rolled_out, timeout=60)
     assert condition(cw, "Deployed")["observedGeneration"] == cw["metadata"]["generation"] == 2
     # Changing the TEE moves the pods: the mutating webhook follows with the runtime class it had defaulted.
     kubectl("patch", "cw", "web", "-n", ns, "--type", "merge", "-p", '{"spec": {"tee": "snp"}}')
