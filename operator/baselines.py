@@ -64,14 +64,16 @@ class BgsBaselines(ServiceClient):
                     "BaselineNotFound", f"the BGS has no baseline {reference}", transient=False
                 ) from None
             raise BaselineError("BgsUnavailable", str(error), transient=True) from None
-        return _check(reference, record)
+        return baseline_from_record(reference, record)
 
 
-def _check(reference: str, record: Any) -> VerifiedBaseline:
+def baseline_from_record(reference: str, record: Any) -> VerifiedBaseline:
+    """The baseline in a BGS record, checked to be the one `reference` names; or BaselineError."""
     try:
         payload = base64.b64decode(record["envelope"]["payload"], validate=True)
         predicate = json.loads(payload)["predicate"]
         measurements = ExpectedMeasurements.model_validate(predicate["measurements"])
+        measurements.reference_values()  # what RAS will be given must be valid reference values
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         message = first_error(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
         raise BaselineError("BaselineMalformed", f"baseline {reference}: {message}", transient=False) from None

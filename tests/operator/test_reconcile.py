@@ -116,6 +116,7 @@ def test_editing_the_workload_updates_what_it_owns(
                 and [p["name"] for p in svc["spec"]["ports"]] == ["http", "teeplane-eps"])  # fmt: skip
 
     wait_for("the Deployment and Service to follow the edit", updated)
+
     def rolled_out() -> dict[str, Any] | None:
         cw = kubectl.get("cw", "web", "-n", ns)
         counts = (cw["status"]["replicas"], cw["status"]["readyReplicas"], cw["status"]["attestedReplicas"])
