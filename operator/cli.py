@@ -28,6 +28,8 @@ from teeplane.tls import CertificateAuthority, trusting
 
 app = typer.Typer(help="The ConfidentialWorkload operator.", no_args_is_help=True)
 SERVICE_TIMEOUT = 10.0
+#: At most this many workloads are handled (and connections to the API server open) at once.
+CONCURRENCY = 16
 
 
 @app.command("crd")
@@ -111,9 +113,11 @@ async def _run(
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         await config.load_kube_config()
-    async with client.ApiClient() as api:
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = CONCURRENCY
+    async with client.ApiClient(configuration) as api:
         kube = Kube(api)
-        reconciler = Reconciler(kube, services, render_config, post_event)
+        reconciler = Reconciler(kube, services, render_config, post_event, CONCURRENCY)
         registry = build_registry(reconciler, kube, services.tks, render_config, unregistering, server is not None)
         kopf.on.login(registry=registry)(kopf.login_via_async_client)
         settings = kopf.OperatorSettings()

@@ -113,7 +113,7 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
         try:
             spec = admission.parse(body.get("spec"))
             assert namespace is not None  # ConfidentialWorkloads are namespaced
-            labels = await kube.namespace_labels(namespace)
+            labels = await kube.namespace_labels(namespace) if spec.tee == "sim" else {}
             await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
         except admission.WorkloadRefusedError as refused:
             raise kopf.AdmissionError(str(refused), code=422) from None

@@ -39,14 +39,17 @@ class Kube:
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], check_owner: bool = True) -> dict[str, Any]:
         """Create or update a Deployment or Service to match `manifest` (server-side apply, taking back
-        any field someone else changed). Raises NotOwnedError if one of that name has another controller."""
+        any field someone else changed). With `check_owner` (unless this process applied it before),
+        raises NotOwnedError if one of that name exists with another controller."""
         meta = manifest["metadata"]
         name, namespace = meta["name"], meta["namespace"]
         read, patch = self._methods(manifest["kind"])
         owner = meta["ownerReferences"][0]["uid"]
-        found = await _json(await read(name, namespace, _preload_content=False), missing_ok=True)
+        found = (
+            await _json(await read(name, namespace, _preload_content=False), missing_ok=True) if check_owner else None
+        )
         if found is not None:
             controllers = [r["uid"] for r in found["metadata"].get("ownerReferences", []) if r.get("controller")]
             if controllers != [owner]:

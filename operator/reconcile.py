@@ -11,11 +11,14 @@ else changed or deleted. One reconcile per workload runs at a time.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from kubernetes_asyncio.client.exceptions import ApiException
 
 from teeplane.attestation.ras.client import RasClient
 from teeplane.operator import render
@@ -39,6 +42,7 @@ RETRY_REFUSED = 30.0
 #: Posts an Event about a workload: (workload reference, transition).
 EventPoster = Callable[[dict[str, Any], Transition], None]
 Key = tuple[str, str]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,12 +79,15 @@ def _now() -> str:
 class Reconciler:
     """Reconciles workloads; keeps what it last applied so it can tell drift from its own writes."""
 
-    def __init__(self, kube: Kube, services: Services, config: RenderConfig, post: EventPoster) -> None:
+    def __init__(
+        self, kube: Kube, services: Services, config: RenderConfig, post: EventPoster, concurrency: int = 16
+    ) -> None:
         self._kube = kube
         self._services = services
         self._config = config
         self._post = post
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._slots = asyncio.Semaphore(concurrency)  # bounds the requests (and memory) in flight
         self._known: dict[Key, _Known] = {}
         self._ready: dict[Key, int] = {}
         self._attested: defaultdict[Key, dict[str, bool]] = defaultdict(dict)
@@ -93,6 +100,10 @@ class Reconciler:
             return await self._reconcile(body, key)
 
     async def _reconcile(self, body: Mapping[str, Any], key: Key) -> Retry | None:
+        async with self._slots:
+            return await self._steps(body, key)
+
+    async def _steps(self, body: Mapping[str, Any], key: Key) -> Retry | None:
         namespace, name = key
         meta = body["metadata"]
         spec = ConfidentialWorkloadSpec.model_validate(body["spec"])
@@ -104,10 +115,10 @@ class Reconciler:
             outcomes += [Outcome.unknown("ReferenceValuesRegistered", "WaitingForBaseline", waiting),
                          Outcome.unknown("KeysBound", "WaitingForBaseline", waiting)]  # fmt: skip
         else:
-            outcomes.append(
-                await asyncio.to_thread(register_reference_values, services.ras, namespace, name, spec, baseline)
+            outcomes += await asyncio.gather(
+                asyncio.to_thread(register_reference_values, services.ras, namespace, name, spec, baseline),
+                asyncio.to_thread(bind_keys, services.tks, namespace, name, spec, baseline.id),
             )
-            outcomes.append(await asyncio.to_thread(bind_keys, services.tks, namespace, name, spec, baseline.id))
         known = self._known.get(key)
         applied = dict(known.applied) if known else {}
         deployed = await self._deploy(meta, spec, outcomes, applied)
@@ -146,8 +157,12 @@ class Reconciler:
             message = f"not applying this spec until {', '.join(blockers)}; what runs now is left as it is"
             return Outcome.false("Deployed", "PrerequisitesNotMet", message)
         try:
-            deployment = await self._kube.apply(render.deployment(name, namespace, uid, spec, self._config))
-            svc = await self._kube.apply(render.service(name, namespace, uid, spec))
+            deployment, svc = await asyncio.gather(
+                self._kube.apply(
+                    render.deployment(name, namespace, uid, spec, self._config), "Deployment" not in applied
+                ),
+                self._kube.apply(render.service(name, namespace, uid, spec), "Service" not in applied),
+            )
         except NotOwnedError as conflict:
             return Outcome.false("Deployed", "NameConflict", str(conflict))
         applied["Deployment"] = str(deployment["metadata"]["generation"])
@@ -168,12 +183,15 @@ class Reconciler:
                 return  # not reconciled yet by this process: its reconcile comes
             version = str(meta.get("generation")) if kind == "Deployment" else meta.get("resourceVersion")
             if event == "DELETED" or known.applied.get(kind) != version:
+                known.applied.pop(kind, None)  # check who owns what has that name before applying again
                 workload = await self._kube.get_workload(*key)
                 if workload is not None and not workload["metadata"].get("deletionTimestamp"):
-                    self._post(
-                        known.reference, Transition("Warning", "Drift", f"{kind} {key[1]} was {_changed(event)}")
-                    )
-                    await self._reconcile(workload, key)
+                    drift = Transition("Warning", "Drift", f"{kind} {key[1]} was {_changed(event)}")
+                    self._post(known.reference, drift)
+                    try:
+                        await self._reconcile(workload, key)
+                    except ApiException as error:  # e.g. its namespace is being deleted
+                        logger.warning("could not repair %s %s/%s: %s", kind, *key, error.reason)
                 return
             if kind == "Deployment":
                 self._ready[key] = body.get("status", {}).get("readyReplicas", 0)
