@@ -148,13 +148,14 @@ def _webhook_server(host: str, port: int, tls_dir: Path) -> kopf.WebhookServer:
 def _placements(overrides: list[str]) -> dict[Tee, Placement]:
     placements = default_placements()
     for override in overrides:
-        tee, sep, name = override.partition("=")
-        if not sep or tee not in TEES or not name:
+        given, sep, name = override.partition("=")
+        tee = next((t for t in TEES if t == given), None)
+        if not sep or tee is None or not name:
             raise InputError(
-                "input.unreadable", f"--runtime-class {override}: expected TEE=NAME with TEE one of {TEES}"
+                "input.unreadable", f"--runtime-class {override}: expected TEE=NAME with TEE one of {', '.join(TEES)}"
             )
-        old = placements[tee]  # type: ignore[index]
-        placements[tee] = Placement(name, old.node_label, old.node_value)  # type: ignore[index]
+        old = placements[tee]
+        placements[tee] = Placement(name, old.node_label, old.node_value)
     return placements
 
 

@@ -60,10 +60,7 @@ def structural(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(node: dict[str, Any]) -> dict[str, Any]:
     nested = {"properties", "items", "$defs", "$ref", "anyOf"}
-    out = {k: v for k, v in node.items() if k not in _DROPPED and k not in nested}
-    if "maxProperties" not in out and node.get("type") == "object" and "maxLength" in out:
-        out["maxProperties"] = out.pop("maxLength")
-    return out
+    return {k: v for k, v in node.items() if k not in _DROPPED and k not in nested}
 
 
 def _schema(model: type[ConfidentialWorkloadSpec] | type[ConfidentialWorkloadStatus]) -> dict[str, Any]:

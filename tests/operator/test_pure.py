@@ -16,6 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from operator_stack import INITDATA, MEASUREMENTS, TEEPLANE_IMAGE
+from processes import run_teeplane
 
 from teeplane.operator import render
 from teeplane.operator.admission import WorkloadRefusedError, default_runtime_class, parse
@@ -208,3 +209,21 @@ def test_the_example_is_a_valid_workload() -> None:
     example = yaml.safe_load((REPO / "examples" / "confidentialworkload.yaml").read_text())
     parsed = ConfidentialWorkloadSpec.model_validate(example["spec"])
     assert (parsed.tee, parsed.replicas, dict(parsed.keys)) == ("tdx", 2, {"ledger-db-password": "db/password"})
+
+
+def test_the_crd_command_prints_the_chart_file(tmp_path: Path) -> None:
+    printed = run_teeplane("operator", "crd", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == (REPO / CHART_CRD_PATH).read_text()
+    written = run_teeplane("operator", "crd", "--output", str(tmp_path / "crd.yaml"), cwd=tmp_path)
+    assert written.returncode == 0 and (tmp_path / "crd.yaml").read_text() == printed.stdout
+
+
+def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    common = ["operator", "run", "--ras-url", "http://r", "--ras-token-file", str(tmp_path / "token"), "--tks-url",
+              "http://t", "--tks-token-file", str(tmp_path / "token"), "--bgs-url", "http://b"]  # fmt: skip
+    unpinned = run_teeplane(*common, "--teeplane-image", "registry.example/teeplane:1", cwd=tmp_path)
+    assert unpinned.returncode == 2 and "must be pinned by digest" in unpinned.stderr
+    bad = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--runtime-class", "sgx=kata", cwd=tmp_path)
+    assert bad.returncode == 2 and "expected TEE=NAME with TEE one of tdx, snp, sim" in bad.stderr
