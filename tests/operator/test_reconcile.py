@@ -8,8 +8,10 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from operator_stack import (
+    ADMIN_TOKEN,
     IMAGE,
     TEEPLANE_IMAGE,
     Kubectl,
@@ -194,3 +196,25 @@ def test_a_missing_baseline_or_a_key_that_is_not_released_blocks_the_deployment(
     assert f"does not name workload {ns}/keyed" in condition(cw, "KeysBound")["message"]
     assert kubectl.get("deployment", "keyed", "-n", ns) is None
     assert ("Warning", "KeyPolicyMismatch") in events(kubectl, ns, "keyed")
+
+
+def test_a_simulated_workload_runs_where_simulation_is_allowed(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace(**{"teeplane.io/allow-simulation": "true"})
+    baseline = stack.bgs.publish("dev", "1")
+    stack.create_key(f"{ns}.dev", [f"{ns}/dev"], [baseline], allow_simulated=True)
+    kubectl.apply(workload("dev", baseline, tee="sim", keys={f"{ns}.dev": "dev.key"}), "-n", ns)
+    wait_condition(kubectl, ns, "dev", "Ready", "True", timeout=60)
+    pod = kubectl.get("deployment", "dev", "-n", ns)["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "kata-qemu-coco-dev"
+    assert pod["initContainers"][0]["args"][:4] == ["eps", "serve", "--provider", "simulated"]
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms[0]["matchExpressions"][0]["key"] == "katacontainers.io/kata-runtime"
+    policy = httpx.get(f"{stack.ras}/v1/policies/{ns}/dev", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert policy.json()["allow_simulated"] is True
+    # The RAS policy of a real TEE never accepts simulated evidence.
+    kubectl.apply(workload("real", stack.bgs.publish("real", "1")), "-n", ns)
+    wait_condition(kubectl, ns, "real", "Deployed", "True")
+    policy = httpx.get(f"{stack.ras}/v1/policies/{ns}/real", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert policy.json()["allow_simulated"] is False
