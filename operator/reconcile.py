@@ -182,7 +182,7 @@ class Reconciler:
             if known is None:
                 return  # not reconciled yet by this process: its reconcile comes
             version = str(meta.get("generation")) if kind == "Deployment" else meta.get("resourceVersion")
-            if event == "DELETED" or known.applied.get(kind) != version:
+            if event == "DELETED" or changed_since(known.applied.get(kind), version):
                 known.applied.pop(kind, None)  # check who owns what has that name before applying again
                 workload = await self._kube.get_workload(*key)
                 if workload is not None and not workload["metadata"].get("deletionTimestamp"):
@@ -262,6 +262,14 @@ def _agent_succeeded(pod: Mapping[str, Any]) -> bool:
         s.get("name") == render.AGENT_CONTAINER and s.get("state", {}).get("terminated", {}).get("exitCode") == 0
         for s in statuses
     )
+
+
+def changed_since(applied: str | None, seen: str | None) -> bool:
+    """Whether the object seen is newer than what this process applied (an event that predates the
+    apply, handled after it, is not drift). Generations and etcd resource versions are integers."""
+    if applied is None or seen is None or not (applied.isdigit() and seen.isdigit()):
+        return applied != seen
+    return int(seen) > int(applied)
 
 
 def _changed(event: str) -> str:

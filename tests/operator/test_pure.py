@@ -25,6 +25,7 @@ from teeplane.operator.conditions import Outcome, merge, rollout, transitions
 from teeplane.operator.config import RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd, crd_yaml, structural
 from teeplane.operator.model import CONDITION_TYPES, ConfidentialWorkloadSpec
+from teeplane.operator.reconcile import changed_since
 from teeplane.operator.steps import key_problems
 from teeplane.tks.models import KeyKind, KeyMetadata, ReleasePolicy
 
@@ -227,3 +228,8 @@ def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path
     assert unpinned.returncode == 2 and "must be pinned by digest" in unpinned.stderr
     bad = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--runtime-class", "sgx=kata", cwd=tmp_path)
     assert bad.returncode == 2 and "expected TEE=NAME with TEE one of tdx, snp, sim" in bad.stderr
+
+
+def test_only_newer_versions_count_as_drift() -> None:
+    assert changed_since("3", "4") and not changed_since("4", "3") and not changed_since("4", "4")
+    assert changed_since(None, "1") and changed_since("a", "b") and not changed_since("a", "a")
