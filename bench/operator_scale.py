@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0, help="creates per second (0: as fast as they go)")
     parser.add_argument("--replicas", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--no-webhooks", action="store_true", help="run the operator without its webhooks")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with ExitStack() as stack:
@@ -174,7 +175,8 @@ def main() -> None:
         kubectl("create", "namespace", NAMESPACE)
         running = stack.enter_context(services(workdir / "services"))
         baseline = running.bgs.publish("bench", "1")
-        operator = Operator(service_account_kubeconfig(kubectl, workdir / "sa.kubeconfig"), running, workdir)
+        sa_kubeconfig = service_account_kubeconfig(kubectl, workdir / "sa.kubeconfig")
+        operator = Operator(sa_kubeconfig, running, workdir, webhooks=not args.no_webhooks)
         operator.start(kubectl)
         stack.callback(operator.stop)
         # First (last in), while the operator still runs to let the workloads go.
