@@ -14,6 +14,8 @@ from operator_stack import IMAGE, WEBHOOK_CONFIGURATION, Kubectl, NamespaceFacto
 
 BASELINE = "sha256:" + "0" * 64
 
+pytestmark = pytest.mark.kube
+
 
 def refused(kubectl: Kubectl, ns: str, manifest: dict[str, Any]) -> str:
     done = kubectl.apply(manifest, "-n", ns, check=False)

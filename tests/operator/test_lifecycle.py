@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from operator_stack import (
     Kubectl,
     NamespaceFactory,
@@ -19,6 +20,8 @@ from operator_stack import (
     workload,
 )
 from processes import free_ports
+
+pytestmark = pytest.mark.kube
 
 
 @contextmanager

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from operator_stack import (
     ADMIN_TOKEN,
@@ -27,6 +28,8 @@ from operator_stack import (
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "confidentialworkload.yaml"
+
+pytestmark = pytest.mark.kube
 
 
 def test_apply_the_example_makes_the_deployment_and_service(
