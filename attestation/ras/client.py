@@ -42,3 +42,7 @@ class RasClient(ServiceClient):
     def delete_reference_values(self, namespace: str, name: str) -> None:
         """Unregister a workload (admin)."""
         self._call("DELETE", f"/v1/reference-values/{namespace}/{name}")
+
+    def delete_policy(self, namespace: str, name: str) -> None:
+        """Remove a workload's appraisal policy (admin)."""
+        self._call("DELETE", f"/v1/policies/{namespace}/{name}")

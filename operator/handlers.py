@@ -1,0 +1,140 @@
+"""The Kopf wiring: which events run which part of the operator.
+
+* ConfidentialWorkloads: reconcile on create, update and resume (operator start), retried while a
+  step is not done; a finalizer unregisters the workload at RAS on delete, retried a bounded number
+  of times, then given up with a Warning Event so that deletion never hangs.
+* Deployments, Services and Pods labelled as the operator's: drift repair and pod counts.
+* Admission: the validating and mutating webhooks, registered by Kopf (managed configurations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+
+from teeplane.operator import admission
+from teeplane.operator.conditions import Transition
+from teeplane.operator.config import RenderConfig
+from teeplane.operator.kube import Kube
+from teeplane.operator.model import GROUP, PLURAL, VERSION
+from teeplane.operator.reconcile import Reconciler
+from teeplane.operator.render import MANAGED_BY
+from teeplane.tks.client import TksClient
+
+FINALIZER = "teeplane.io/unregister"
+#: Kopf's own annotations (handler progress, last handled spec) go under this prefix.
+ANNOTATIONS_PREFIX = "operator.teeplane.io"
+WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
+_OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Unregistering:
+    """How hard the finalizer tries to unregister a workload at RAS before it gives up."""
+
+    attempts: int = 5
+    delay: float = 2.0
+
+
+def post_event(reference: dict[str, Any], transition: Transition) -> None:
+    """Post an Event about a workload (Kopf queues and sends it)."""
+    kopf.event(
+        kopf.Body(cast(kopf.RawBody, reference)),
+        type=transition.type,
+        reason=transition.reason,
+        message=transition.message,
+    )
+
+
+def build_registry(
+    reconciler: Reconciler,
+    kube: Kube,
+    tks: TksClient,
+    config: RenderConfig,
+    unregistering: Unregistering,
+    webhooks: bool,
+) -> kopf.OperatorRegistry:
+    """A Kopf registry with every handler of the operator."""
+    registry = kopf.OperatorRegistry()
+
+    async def reconcile(body: kopf.Body, **_: Any) -> None:
+        retry = await reconciler.reconcile(body)
+        if retry is not None:
+            raise kopf.TemporaryError(retry.message, delay=retry.delay)
+
+    for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        on(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")(reconcile)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="unregister")
+    async def unregister(namespace: str | None, name: str, body: kopf.Body, retry: int, **_: Any) -> None:
+        assert namespace is not None  # ConfidentialWorkloads are namespaced
+        error = await reconciler.unregister(namespace, name)
+        if error is not None:
+            if retry + 1 < unregistering.attempts:
+                raise kopf.TemporaryError(
+                    f"RAS did not unregister {namespace}/{name}: {error}", delay=unregistering.delay
+                )
+            message = (
+                f"gave up unregistering {namespace}/{name} at RAS after {unregistering.attempts} attempts ({error}); "
+                "its reference values stay registered until removed by hand"
+            )
+            kopf.event(body, type="Warning", reason="UnregisterFailed", message=message)
+        else:
+            kopf.event(body, type="Normal", reason="Unregistered", message=f"RAS no longer accepts {namespace}/{name}")
+        reconciler.forget(namespace, name)
+
+    async def owned(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type is not None:  # None: the initial listing, which the resumed reconciles cover
+            await reconciler.owned_changed(type, body)
+
+    kopf.on.event("apps", "v1", "deployments", labels=_OWNED, registry=registry, id="deployments")(owned)
+    kopf.on.event("", "v1", "services", labels=_OWNED, registry=registry, id="services")(owned)
+
+    @kopf.on.event("", "v1", "pods", labels=_OWNED, registry=registry, id="pods")
+    async def pods(type: str | None, body: kopf.Body, **_: Any) -> None:
+        await reconciler.pod_changed(type or "ADDED", body)
+
+    if webhooks:
+        _admission(registry, kube, tks, config)
+    return registry
+
+
+def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, config: RenderConfig) -> None:
+    @kopf.on.validate(GROUP, VERSION, PLURAL, registry=registry, id="validate", operations=["CREATE", "UPDATE"])
+    async def validate(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+        old = kwargs.get("old")
+        if kwargs.get("operation") == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
+            return  # metadata and finalizers only
+        try:
+            spec = admission.parse(body.get("spec"))
+            assert namespace is not None  # ConfidentialWorkloads are namespaced
+            labels = await kube.namespace_labels(namespace) if spec.tee == "sim" else {}
+            await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
+        except admission.WorkloadRefusedError as refused:
+            raise kopf.AdmissionError(str(refused), code=422) from None
+
+    @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"])
+    def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        old = kwargs.get("old")
+        old_spec = old.get("spec") if old is not None else None
+        runtime_class = admission.default_runtime_class(body.get("spec", {}), old_spec, config.placements)
+        if runtime_class is not None:
+            patch.setdefault("spec", {})["runtimeClassName"] = runtime_class
+
+
+def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None) -> None:
+    """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATIONS_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATIONS_PREFIX)
+    settings.posting.reporting_component = MANAGED_BY
+    settings.posting.event_name_prefix = "teeplane-"
+    settings.execution.max_workers = 16
+    if server is not None:
+        settings.admission.server = server
+        settings.admission.managed = WEBHOOK_CONFIGURATION

@@ -1,0 +1,235 @@
+"""The operator's pure parts, without a cluster: the generated CRD, rendering, conditions, the checks
+of keys, baselines and admission."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from operator_stack import INITDATA, MEASUREMENTS, TEEPLANE_IMAGE
+from processes import run_teeplane
+
+from teeplane.operator import render
+from teeplane.operator.admission import WorkloadRefusedError, default_runtime_class, parse
+from teeplane.operator.baselines import BaselineError, baseline_from_record
+from teeplane.operator.conditions import Outcome, merge, rollout, transitions
+from teeplane.operator.config import RenderConfig, default_placements
+from teeplane.operator.crd import CHART_CRD_PATH, crd, crd_yaml, structural
+from teeplane.operator.model import CONDITION_TYPES, ConfidentialWorkloadSpec
+from teeplane.operator.reconcile import changed_since
+from teeplane.operator.steps import key_problems
+from teeplane.tks.models import KeyKind, KeyMetadata, ReleasePolicy
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "registry.example/app@sha256:" + "cd" * 32
+CONFIG = RenderConfig(TEEPLANE_IMAGE, "https://ras.example", "https://tks.example")
+
+
+def spec(**changes: Any) -> ConfidentialWorkloadSpec:
+    base = {"tee": "tdx", "baseline": "app@1", "initdata": INITDATA,
+            "template": {"containers": [{"name": "app", "image": IMAGE}]}}  # fmt: skip
+    return ConfidentialWorkloadSpec.model_validate(base | changes)
+
+
+def test_the_chart_holds_the_generated_crd() -> None:
+    """One source of truth: `teeplane operator crd --output charts/...` regenerates the chart's file."""
+    assert (REPO / CHART_CRD_PATH).read_text() == crd_yaml()
+
+
+def test_the_crd_schema_is_structural() -> None:
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            assert not {"$ref", "anyOf", "allOf", "oneOf", "$defs", "title"} & set(node), path
+            assert "type" in node or node.get("x-kubernetes-int-or-string"), path
+            for key, value in node.get("properties", {}).items():
+                walk(value, f"{path}.{key}")
+            for key in ("items", "additionalProperties"):
+                if isinstance(node.get(key), dict):
+                    walk(node[key], f"{path}.{key}")
+
+    walk(schema, "")
+    spec_schema = schema["properties"]["spec"]
+    assert spec_schema["properties"]["tee"]["enum"] == ["tdx", "snp", "sim"]
+    assert (spec_schema["properties"]["replicas"]["minimum"], spec_schema["properties"]["replicas"]["maximum"]) == (
+        0,
+        100,
+    )
+    assert schema["properties"]["status"]["properties"]["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_structural_refuses_what_kubernetes_cannot_express() -> None:
+    with pytest.raises(ValueError, match="cannot express anyOf"):
+        structural({"anyOf": [{"type": "string"}, {"type": "boolean"}]})
+    assert structural({"anyOf": [{"type": "integer"}, {"type": "string"}], "title": "Q"}) == {
+        "x-kubernetes-int-or-string": True
+    }
+
+
+def test_the_deployment_for_each_tee() -> None:
+    expected = [
+        ("tdx", "kata-qemu-tdx", ("teeplane.io/tee", "tdx")),
+        ("snp", "kata-qemu-snp", ("teeplane.io/tee", "snp")),
+        ("sim", "kata-qemu-coco-dev", ("katacontainers.io/kata-runtime", "true")),
+    ]
+    for tee, runtime_class, label in expected:
+        deployment = render.deployment("app", "ns", "uid-1", spec(tee=tee), CONFIG)
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["runtimeClassName"] == runtime_class
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert terms == [{"matchExpressions": [{"key": label[0], "operator": "In", "values": [label[1]]}]}]
+        provider = pod["initContainers"][0]["args"][3]
+        assert provider == ("simulated" if tee == "sim" else "configfs")
+    given_class = render.deployment("app", "ns", "u", spec(runtimeClassName="kata-custom"), CONFIG)
+    assert given_class["spec"]["template"]["spec"]["runtimeClassName"] == "kata-custom"
+
+
+def test_rendering_is_deterministic_and_the_initdata_round_trips() -> None:
+    first = render.deployment("app", "ns", "u", spec(keys={"b": "x/b", "a": "a"}), CONFIG)
+    second = render.deployment("app", "ns", "u", spec(keys={"a": "a", "b": "x/b"}), CONFIG)
+    assert json.dumps(first) == json.dumps(second)
+    annotation = first["spec"]["template"]["metadata"]["annotations"][render.INITDATA_ANNOTATION]
+    assert gzip.decompress(base64.b64decode(annotation)).decode() == INITDATA
+    agent = first["spec"]["template"]["spec"]["initContainers"][1]
+    assert agent["args"][-4:] == ["--key", "a=a", "--key", "b=x/b"]
+    assert first["spec"]["selector"] == {"matchLabels": {"teeplane.io/workload": "app"}}
+
+
+def test_the_teeplane_image_must_be_pinned() -> None:
+    with pytest.raises(ValueError, match="pinned by digest"):
+        RenderConfig("registry.example/teeplane:latest", "r", "t")
+
+
+def test_conditions_keep_their_transition_time_while_their_status_holds() -> None:
+    first = merge([], [Outcome.unknown("Attested", "WaitingForPods", "0 of 1")], 1, "T1")
+    second = merge(first, [Outcome.unknown("Attested", "WaitingForPods", "0 of 2")], 2, "T2")
+    assert (second[0].last_transition_time, second[0].message, second[0].observed_generation) == ("T1", "0 of 2", 2)
+    third = merge(second, [Outcome.true("Attested", "PodsAttested", "2 of 2")], 2, "T3")
+    assert third[0].last_transition_time == "T3"
+    assert transitions(first, second) == []
+    assert [(t.type, t.reason) for t in transitions(second, third)] == [("Normal", "PodsAttested")]
+    assert transitions([], first) == []  # nothing happened yet
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(CONDITION_TYPES), st.sampled_from(["True", "False", "Unknown"])), max_size=20)
+)
+def test_merged_conditions_are_one_per_type_in_order(steps: list[tuple[Any, Any]]) -> None:
+    conditions: list[Any] = []
+    for step, (kind, status) in enumerate(steps):
+        conditions = merge(conditions, [Outcome(kind, status, "Reason", "")], 1, f"T{step}")
+    types = [c.type for c in conditions]
+    assert types == [t for t in CONDITION_TYPES if t in types] and len(set(types)) == len(types)
+    assert {c.type: c.status for c in conditions} == dict(steps)
+
+
+def test_rollout() -> None:
+    deployed = Outcome.true("Deployed", "Applied", "")
+    assert [(o.status, o.reason) for o in rollout(deployed, 2, 2, 2)] == [("True", "PodsAttested"), ("True", "Ready")]
+    assert [(o.status, o.reason) for o in rollout(deployed, 2, 2, 1)] == [
+        ("Unknown", "WaitingForPods"), ("Unknown", "WaitingForPods")
+    ]  # fmt: skip
+    blocked = Outcome.false("Deployed", "PrerequisitesNotMet", "not yet")
+    assert rollout(blocked, 1, 1, 1)[1] == Outcome.false("Ready", "PrerequisitesNotMet", "not yet")
+    assert [o.reason for o in rollout(deployed, 0, 0, 0)] == ["NoPods", "Ready"]
+
+
+def key(**policy: Any) -> KeyMetadata:
+    now = datetime.now(UTC)
+    return KeyMetadata(id="k", kind=KeyKind.AES256, created_at=now, versions=[{"version": 1, "created_at": now}],
+                       policy=ReleasePolicy(**({"workloads": ["ns/app"], "baselines": ["b1"]} | policy)))  # fmt: skip
+
+
+def test_key_policies_must_release_to_the_workload() -> None:
+    assert key_problems(key(), "ns/app", "b1", "tdx") == []
+    assert key_problems(key(any_baseline=True, baselines=[]), "ns/app", "b2", "snp") == []
+    assert key_problems(key(), "ns/other", "b2", "tdx") == [
+        "key k's release policy does not name workload ns/other",
+        "key k's release policy does not accept baseline b2",
+    ]
+    assert key_problems(key(tee_types=["snp"]), "ns/app", "b1", "sim") == [
+        "key k's release policy does not accept tdx evidence",
+        "key k's release policy does not accept simulated evidence",
+    ]
+    assert key_problems(key(allow_simulated=True), "ns/app", "b1", "sim") == []
+
+
+def record(predicate: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    payload = json.dumps({"predicate": predicate}).encode()
+    return "sha256:" + hashlib.sha256(payload).hexdigest(), {
+        "envelope": {"payload": base64.b64encode(payload).decode()}
+    }
+
+
+def test_a_baseline_is_the_one_its_reference_names() -> None:
+    measurements = MEASUREMENTS.model_dump(mode="json")
+    baseline_id, body = record({"name": "app", "version": "1", "measurements": measurements})
+    assert baseline_from_record(baseline_id, body).id == baseline_id
+    assert baseline_from_record("app@1", body).measurements == MEASUREMENTS
+    for reference in ("app@2", "sha256:" + "0" * 64):
+        with pytest.raises(BaselineError, match=f"asked for {reference}") as refused:
+            baseline_from_record(reference, body)
+        assert refused.value.reason == "BaselineMismatch" and not refused.value.transient
+    _, broken = record({"name": "app", "version": "1", "measurements": {"tee": "tdx"}})
+    with pytest.raises(BaselineError, match="a tdx reference must accept at least one mrtd") as malformed:
+        baseline_from_record("app@1", broken)
+    assert malformed.value.reason == "BaselineMalformed"
+
+
+def test_admission_parses_with_messages_naming_the_field() -> None:
+    with pytest.raises(WorkloadRefusedError) as refused:
+        parse({**spec().model_dump(by_alias=True), "tee": "sgx", "replicas": 500})
+    assert str(refused.value) == (
+        "spec.tee: Input should be 'tdx', 'snp' or 'sim'; spec.replicas: Input should be less than or equal to 100"
+    )
+
+
+def test_the_runtime_class_is_defaulted_and_follows_the_tee() -> None:
+    placements = default_placements()
+    assert default_runtime_class({"tee": "snp"}, None, placements) == "kata-qemu-snp"
+    assert default_runtime_class({"tee": "snp", "runtimeClassName": "mine"}, None, placements) is None
+    moved = {"tee": "snp", "runtimeClassName": "kata-qemu-tdx"}
+    assert default_runtime_class(moved, {"tee": "tdx"}, placements) == "kata-qemu-snp"
+    assert default_runtime_class({"tee": "sgx"}, None, placements) is None
+    assert (
+        default_runtime_class({"tee": "tdx", "runtimeClassName": "kata-qemu-tdx"}, {"tee": "tdx"}, placements) is None
+    )
+
+
+def test_the_example_is_a_valid_workload() -> None:
+    example = yaml.safe_load((REPO / "examples" / "confidentialworkload.yaml").read_text())
+    parsed = ConfidentialWorkloadSpec.model_validate(example["spec"])
+    assert (parsed.tee, parsed.replicas, dict(parsed.keys)) == ("tdx", 2, {"ledger-db-password": "db/password"})
+
+
+def test_the_crd_command_prints_the_chart_file(tmp_path: Path) -> None:
+    printed = run_teeplane("operator", "crd", cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == (REPO / CHART_CRD_PATH).read_text()
+    written = run_teeplane("operator", "crd", "--output", str(tmp_path / "crd.yaml"), cwd=tmp_path)
+    assert written.returncode == 0 and (tmp_path / "crd.yaml").read_text() == printed.stdout
+
+
+def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    common = ["operator", "run", "--ras-url", "http://r", "--ras-token-file", str(tmp_path / "token"), "--tks-url",
+              "http://t", "--tks-token-file", str(tmp_path / "token"), "--bgs-url", "http://b"]  # fmt: skip
+    unpinned = run_teeplane(*common, "--teeplane-image", "registry.example/teeplane:1", cwd=tmp_path)
+    assert unpinned.returncode == 2 and "must be pinned by digest" in unpinned.stderr
+    bad = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--runtime-class", "sgx=kata", cwd=tmp_path)
+    assert bad.returncode == 2 and "expected TEE=NAME with TEE one of tdx, snp, sim" in bad.stderr
+
+
+def test_only_newer_versions_count_as_drift() -> None:
+    assert changed_since("3", "4") and not changed_since("4", "3") and not changed_since("4", "4")
+    assert changed_since(None, "1") and changed_since("a", "b") and not changed_since("a", "a")
