@@ -17,15 +17,14 @@ import pytest
 import schemathesis
 from baseline_testing import NOW, measurements, signed
 from hypothesis import HealthCheck, settings
+from problems import check_no_5xx_and_problem_json
 from schemathesis import Case, GenerationMode
-from schemathesis.core.transport import Response
 
 from teeplane.auth import hash_admin_token
 from teeplane.baseline.keys import generate_signer
 from teeplane.baseline.service.app import create_bgs_app
 from teeplane.baseline.service.registry import BaselineRegistry
 from teeplane.baseline.tlog.note import Signer as LogSigner
-from teeplane.http import PROBLEM_JSON
 
 ADMIN_TOKEN = "schemathesis-admin-token"
 FUZZ = settings(
@@ -54,23 +53,10 @@ def _close_registry() -> Iterator[None]:
     REGISTRY.close()
 
 
-def _check(response: Response) -> None:
-    """No 5xx; an error is problem+json with a string `code`."""
-    assert response.status_code < 500, f"{response.status_code}: {response.text[:2000]}"
-    if response.status_code < 400:
-        return
-    content_type = response.headers.get("content-type", [""])[0]
-    assert content_type.split(";")[0].strip() == PROBLEM_JSON, f"{response.status_code} as {content_type!r}"
-    body = response.json()
-    assert isinstance(body, dict), body
-    assert isinstance(body.get("code"), str), body
-    assert body.get("status") == response.status_code, body
-
-
 @schema.exclude(method="POST").parametrize()
 @FUZZ
 def test_public_operations_answer_without_5xx_and_errors_are_problems(case: Case[Any]) -> None:
-    _check(case.call())
+    check_no_5xx_and_problem_json(case.call())
 
 
 @pytest.mark.parametrize("credentials", ["admin", "none", "generated"])
@@ -81,7 +67,7 @@ def test_publishing_answers_without_5xx_and_errors_are_problems(case: Case[Any],
         case.headers.pop("authorization", None)
     if credentials == "admin":
         case.headers["Authorization"] = f"Bearer {ADMIN_TOKEN}"
-    _check(case.call())
+    check_no_5xx_and_problem_json(case.call())
 
 
 def test_the_routes_under_test_exist() -> None:

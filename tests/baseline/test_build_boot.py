@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from boot_artifacts import Firmware, Kernel, initdata, oci_layout
+from boot_artifacts import IMAGE, Firmware, Kernel, initdata, oci_layout, recipe_data
 from ras_testing import NOW, WORKLOAD, evidence_request, make_ras
 from typer.testing import CliRunner
 
@@ -40,8 +40,6 @@ from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.recipe import Recipe, load_recipe
 from teeplane.cli import app
 
-IMAGE = "registry.example/app@sha256:" + "cd" * 32
-
 
 @pytest.fixture(scope="module")
 def authority() -> SimulationAuthority:
@@ -59,18 +57,8 @@ def build_dir(tmp_path: Path) -> Path:
 
 
 def recipe(directory: Path, **overrides: Any) -> Recipe:
-    data: dict[str, Any] = {
-        "tee": "tdx",
-        "firmware": {"source": "OVMF.fd"},
-        "kernel": {"source": "bzImage"},
-        "initrd": {"source": "initrd.img"},
-        "cmdline": "console=hvc0 root=/dev/vda1",
-        "initdata": {"source": "initdata.toml"},
-        "images": [{"ref": IMAGE}, {"name": "registry.example/sidecar", "oci_layout": {"source": "sidecar"}}],
-        "layout": {"qemu": "9.1", "memory": "2G"},
-    }
     path = directory / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data | overrides))
+    path.write_text(yaml.safe_dump(recipe_data(**overrides)))
     return load_recipe(path)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from boot_artifacts import Firmware, Kernel, initdata, oci_layout
+from boot_artifacts import Firmware, Kernel, initdata, oci_layout, recipe_data
 
 from teeplane.baseline.build import measure_recipe
 from teeplane.baseline.errors import BuildInputError, BuildRefusedError
@@ -23,7 +23,6 @@ from teeplane.baseline.oci import layout_manifest_digest
 from teeplane.baseline.recipe import ImageRef, OciLayoutImage, Recipe, load_recipe, parse_recipe
 from teeplane.baseline.resolve import tdx_layout
 
-IMAGE = "registry.example/app@sha256:" + "ab" * 32
 SNP = {"tee": "snp", "layout": None, "images": []}
 
 
@@ -36,20 +35,6 @@ def build_dir(tmp_path: Path) -> Path:
     (tmp_path / "initdata.toml").write_bytes(initdata())
     oci_layout(tmp_path / "sidecar")
     return tmp_path
-
-
-def recipe_data(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "tee": "tdx",
-        "firmware": {"source": "OVMF.fd"},
-        "kernel": {"source": "bzImage"},
-        "initrd": {"source": "initrd.img"},
-        "cmdline": "console=hvc0 root=/dev/vda1",
-        "initdata": {"source": "initdata.toml"},
-        "images": [{"ref": IMAGE}, {"name": "registry.example/sidecar", "oci_layout": {"source": "sidecar"}}],
-        "layout": {"qemu": "9.1", "memory": "2G"},
-    }
-    return data | overrides
 
 
 def write_recipe(directory: Path, **overrides: Any) -> Path:

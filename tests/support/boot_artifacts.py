@@ -11,6 +11,7 @@ import struct
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
 TDX_METADATA_OFFSET_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
@@ -199,3 +200,23 @@ def _descriptor(media_type: str, blob: bytes) -> dict[str, object]:
 def _pseudo_random(seed: bytes, size: int) -> bytes:
     blocks = (hashlib.sha512(seed + i.to_bytes(8, "little")).digest() for i in range((size + 63) // 64))
     return b"".join(blocks)[:size]
+
+
+#: A container image by digest, as recipes name images.
+IMAGE = "registry.example/app@sha256:" + "ab" * 32
+
+
+def recipe_data(**overrides: Any) -> dict[str, Any]:
+    """A TDX recipe over the artifacts the tests write (OVMF.fd, bzImage, initrd.img, initdata.toml,
+    an OCI layout in sidecar/), with `overrides` replacing top-level entries."""
+    data: dict[str, Any] = {
+        "tee": "tdx",
+        "firmware": {"source": "OVMF.fd"},
+        "kernel": {"source": "bzImage"},
+        "initrd": {"source": "initrd.img"},
+        "cmdline": "console=hvc0 root=/dev/vda1",
+        "initdata": {"source": "initdata.toml"},
+        "images": [{"ref": IMAGE}, {"name": "registry.example/sidecar", "oci_layout": {"source": "sidecar"}}],
+        "layout": {"qemu": "9.1", "memory": "2G"},
+    }
+    return data | overrides
