@@ -23,6 +23,7 @@ from typing import Any
 
 import aetcd
 
+from teeplane.tasks import cancel_all
 from teeplane.tks.etcd import LEADER, MEMBERS, retrying
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,7 @@ class LeaderElection:
     async def stop(self) -> None:
         """Stop and resign: revoke the lease, so `LEADER` and the member key vanish at once."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(tasks)
         self._set_leading(False)
         lease_id, self._lease_id = self._lease_id, None
         if lease_id is not None:

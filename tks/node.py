@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from teeplane.tasks import cancel_all
 from teeplane.tks.broker import KeyBroker
 from teeplane.tks.election import LeaderElection
 from teeplane.tks.etcd import close, connect
@@ -55,8 +56,7 @@ class TksNode:
     async def stop(self) -> None:
         """Leave the election (a follower takes over at once) and stop following etcd."""
         if self._jwks_refresher is not None:
-            self._jwks_refresher.cancel()
-            await asyncio.gather(self._jwks_refresher, return_exceptions=True)
+            await cancel_all([self._jwks_refresher])
         await self.election.stop()
         await self.view.stop()
         await close(self.client)

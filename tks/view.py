@@ -9,12 +9,12 @@ the view reloads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
 import aetcd
 
+from teeplane.tasks import cancel_all
 from teeplane.tks.etcd import KEYS, parse_key, retrying
 from teeplane.tks.models import KeyMetadata
 
@@ -42,9 +42,7 @@ class KeyView:
     async def stop(self) -> None:
         """Stop following changes."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
 
     async def wait_for(self, revision: int, timeout: float = 5.0) -> bool:
         """Wait until the view reflects `revision`; False on timeout."""

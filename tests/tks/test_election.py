@@ -13,6 +13,7 @@ from pathlib import Path
 
 from etcd_cluster import EtcdCluster, etcd_cluster
 
+from teeplane.tasks import cancel_all
 from teeplane.tks.election import LeaderElection
 from teeplane.tks.etcd import close, connect
 
@@ -62,9 +63,7 @@ async def start(cluster: EtcdCluster, index: int, changes: list[bool] | None = N
 
 async def crash(election: LeaderElection) -> None:
     """Simulate SIGKILL: the tasks stop, the client goes, the lease is left to expire."""
-    for task in election._tasks:
-        task.cancel()
-    await asyncio.gather(*election._tasks, return_exceptions=True)
+    await cancel_all(election._tasks)
     await close(election._client)
 
 
@@ -192,10 +191,7 @@ def test_leader_cut_off_from_etcd_steps_down_within_the_ttl(tmp_path: Path) -> N
         await until(lambda: not election.is_leader, TTL)
         took = time.monotonic() - lost
         await until(lambda: changes == [True, False], 1)  # the callback follows
-        tasks = election._tasks
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(election._tasks)
         await close(election._client)
         return took
 
