@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from boot_artifacts import IMAGE, Firmware, Kernel, initdata, oci_layout, recipe_data
+from boot_artifacts import IMAGE, Kernel, initdata, write_build, write_recipe
 from ras_testing import NOW, WORKLOAD, evidence_request, make_ras
 from typer.testing import CliRunner
 
@@ -48,18 +47,11 @@ def authority() -> SimulationAuthority:
 
 @pytest.fixture
 def build_dir(tmp_path: Path) -> Path:
-    (tmp_path / "OVMF.fd").write_bytes(Firmware().build())
-    (tmp_path / "bzImage").write_bytes(Kernel().build())
-    (tmp_path / "initrd.img").write_bytes(b"initrd " * 1000)
-    (tmp_path / "initdata.toml").write_bytes(initdata())
-    oci_layout(tmp_path / "sidecar")
-    return tmp_path
+    return write_build(tmp_path)
 
 
 def recipe(directory: Path, **overrides: Any) -> Recipe:
-    path = directory / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe_data(**overrides)))
-    return load_recipe(path)
+    return load_recipe(write_recipe(directory, **overrides))
 
 
 def appraise(td: SimulatedTd, authority: SimulationAuthority) -> Appraisal:

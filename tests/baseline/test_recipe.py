@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from boot_artifacts import Firmware, Kernel, initdata, oci_layout, recipe_data
+from boot_artifacts import Kernel, oci_layout, recipe_data, write_build, write_recipe
 
 from teeplane.baseline.build import measure_recipe
 from teeplane.baseline.errors import BuildInputError, BuildRefusedError
@@ -29,18 +28,7 @@ SNP = {"tee": "snp", "layout": None, "images": []}
 @pytest.fixture
 def build_dir(tmp_path: Path) -> Path:
     """A directory with a build's artifacts: firmware, kernel, initrd, initdata, an OCI layout."""
-    (tmp_path / "OVMF.fd").write_bytes(Firmware().build())
-    (tmp_path / "bzImage").write_bytes(Kernel().build())
-    (tmp_path / "initrd.img").write_bytes(b"initrd " * 1000)
-    (tmp_path / "initdata.toml").write_bytes(initdata())
-    oci_layout(tmp_path / "sidecar")
-    return tmp_path
-
-
-def write_recipe(directory: Path, **overrides: Any) -> Path:
-    path = directory / "recipe.yaml"
-    path.write_text(yaml.safe_dump(recipe_data(**overrides)))
-    return path
+    return write_build(tmp_path)
 
 
 def refused_input(directory: Path, **overrides: Any) -> BuildInputError:

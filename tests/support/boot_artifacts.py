@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d")
 TDX_METADATA_OFFSET_GUID = uuid.UUID("e47a6535-984a-4798-865e-4685a7bf8ec2")
 SEV_METADATA_GUID = uuid.UUID("dc886566-984a-4798-a75e-5585a7bf67cc")
@@ -220,3 +222,21 @@ def recipe_data(**overrides: Any) -> dict[str, Any]:
         "layout": {"qemu": "9.1", "memory": "2G"},
     }
     return data | overrides
+
+
+def write_build(directory: Path) -> Path:
+    """Write a build's artifacts into `directory` (what `recipe_data` names): firmware, kernel,
+    initrd, initdata and an OCI layout."""
+    (directory / "OVMF.fd").write_bytes(Firmware().build())
+    (directory / "bzImage").write_bytes(Kernel().build())
+    (directory / "initrd.img").write_bytes(b"initrd " * 1000)
+    (directory / "initdata.toml").write_bytes(initdata())
+    oci_layout(directory / "sidecar")
+    return directory
+
+
+def write_recipe(directory: Path, **overrides: Any) -> Path:
+    """`recipe_data(**overrides)` written as `directory/recipe.yaml`."""
+    path = directory / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_data(**overrides)))
+    return path
