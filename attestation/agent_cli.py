@@ -1,22 +1,42 @@
-"""`teeplane agent attest`: the in-pod challenge -> evidence -> token flow."""
+"""`teeplane agent`: the in-pod side of attestation.
+
+`attest` runs the challenge -> evidence -> token flow; `fetch-keys` then has TKS release the
+workload's keys for that token and writes them into the keys volume (the init container's job).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from cryptography.hazmat.primitives import serialization
+from joserfc.jwk import ECKey
 
-from teeplane.attestation.agent import attest
+from teeplane.attestation.agent import AgentResult, attest
 from teeplane.attestation.eps.client import EpsClient
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.models import WorkloadIdentity
-from teeplane.errors import TeeplaneError
+from teeplane.errors import InputError, TeeplaneError
+from teeplane.options import CaFile
+from teeplane.remote import RemoteError
+from teeplane.tks.client import TksClient
+from teeplane.tks.key_files import DEFAULT_MODE, parse_key_mappings, release_keys, write_key_files
+from teeplane.tls import trusting
 
 app = typer.Typer(help="The in-pod attestation agent.", no_args_is_help=True)
+
+_T = TypeVar("_T")
+_Ras = Annotated[str, typer.Option(help="RAS base URL.")]
+_Eps = Annotated[str, typer.Option(help="EPS base URL (the pod's evidence provider).")]
+_Namespace = Annotated[str, typer.Option(help="Workload namespace.")]
+_Name = Annotated[str, typer.Option(help="Workload name.")]
+_Pod = Annotated[str | None, typer.Option(help="Pod name.")]
+_JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON object.")]
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -25,24 +45,52 @@ def _write_private(path: Path, data: bytes) -> None:
         out.write(data)
 
 
+def _fail(error: TeeplaneError, as_json: bool) -> typer.Exit:
+    typer.echo(json.dumps({"errors": [error.to_dict()]}) if as_json else f"error {error}", err=not as_json)
+    return typer.Exit(error.exit_code)
+
+
+def _transient(error: TeeplaneError) -> bool:
+    """Worth trying again: a service that did not answer, or answered that it cannot now."""
+    return isinstance(error, RemoteError) and error.http_status in (429, 502, 503, 504)
+
+
+def _retrying(action: Callable[[], _T], timeout: float) -> _T:
+    """`action()`, tried again with backoff while it fails transiently, for up to `timeout` seconds."""
+    deadline, delay = time.monotonic() + timeout, 0.5
+    while True:
+        try:
+            return action()
+        except TeeplaneError as error:
+            if not _transient(error) or time.monotonic() + delay > deadline:
+                raise
+            typer.echo(f"retrying in {delay:.1f}s: {error}", err=True)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _attest(ras: str, eps: str, workload: WorkloadIdentity, ca_file: Path | None) -> AgentResult:
+    verify = trusting(ca_file)
+    return attest(RasClient(ras, verify=verify), EpsClient(eps, verify=verify), workload)
+
+
 @app.command("attest")
 def attest_command(
-    ras: Annotated[str, typer.Option(help="RAS base URL.")],
-    eps: Annotated[str, typer.Option(help="EPS base URL (the pod's evidence provider).")],
-    namespace: Annotated[str, typer.Option(help="Workload namespace.")],
-    name: Annotated[str, typer.Option(help="Workload name.")],
-    pod: Annotated[str | None, typer.Option(help="Pod name.")] = None,
+    ras: _Ras,
+    eps: _Eps,
+    namespace: _Namespace,
+    name: _Name,
+    pod: _Pod = None,
     token_out: Annotated[Path | None, typer.Option(help="Write the token here (0600) instead of stdout.")] = None,
     key_out: Annotated[Path | None, typer.Option(help="Write the ephemeral TEE private key here (PEM, 0600).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    ca_file: CaFile = None,
+    as_json: _JsonFlag = False,
 ) -> None:
     """Attest this pod to RAS with a fresh key and print (or store) the attestation-result token."""
     try:
-        workload = WorkloadIdentity(namespace=namespace, name=name, pod=pod)
-        result = attest(RasClient(ras), EpsClient(eps), workload)
+        result = _attest(ras, eps, WorkloadIdentity(namespace=namespace, name=name, pod=pod), ca_file)
     except TeeplaneError as error:
-        typer.echo(json.dumps({"errors": [error.to_dict()]}) if as_json else f"error {error}", err=not as_json)
-        raise typer.Exit(error.exit_code) from None
+        raise _fail(error, as_json) from None
     if key_out is not None:
         pem = result.tee_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -54,3 +102,56 @@ def attest_command(
         typer.echo(json.dumps({"token": None if token_out else result.token, "tee_pubkey": result.tee_public_jwk}))
     elif token_out is None:
         typer.echo(result.token)
+
+
+@app.command("fetch-keys")
+def fetch_keys_command(
+    ras: _Ras,
+    tks: Annotated[str, typer.Option(help="TKS base URL.")],
+    eps: _Eps,
+    namespace: _Namespace,
+    name: _Name,
+    out_dir: Annotated[Path, typer.Option(help="The keys volume: each key is written to OUT_DIR/PATH.")],
+    key: Annotated[list[str], typer.Option(help="KEY_ID=PATH: a key to fetch and where to write it (repeatable).")],
+    pod: _Pod = None,
+    file_mode: Annotated[str, typer.Option(help="Octal mode of the key files.")] = f"{DEFAULT_MODE:o}",
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds to keep retrying while RAS, TKS or the EPS are unavailable.")
+    ] = 120.0,
+    ca_file: CaFile = None,
+    as_json: _JsonFlag = False,
+) -> None:
+    """Attest this pod, have TKS release each key to its TEE key, and write the keys into OUT_DIR.
+
+    Every key is released before any is written: a refusal (exit 1) or bad input (exit 2) writes
+    nothing. Unavailable services are retried for --timeout seconds.
+    """
+    try:
+        wanted = parse_key_mappings(key)
+        mode = _octal_mode(file_mode)
+        workload = WorkloadIdentity(namespace=namespace, name=name, pod=pod)
+        tks_client = TksClient(tks, verify=trusting(ca_file))
+
+        def fetch() -> list[Path]:
+            result = _attest(ras, eps, workload, ca_file)
+            released = release_keys(tks_client, result.token, ECKey.import_key(result.tee_key), wanted)
+            try:
+                return write_key_files(out_dir, released, mode)
+            except OSError as exc:
+                raise InputError("input.unreadable", f"cannot write the keys into {out_dir}: {exc}") from None
+
+        written = _retrying(fetch, timeout)
+    except TeeplaneError as error:
+        raise _fail(error, as_json) from None
+    paths = {key_id: str(path) for key_id, path in zip(wanted, written, strict=True)}
+    typer.echo(json.dumps({"keys": paths}) if as_json else "\n".join(f"{k} -> {p}" for k, p in paths.items()))
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise InputError("input.unreadable", f"--file-mode {text!r} is not an octal file mode such as 440")
+    return mode

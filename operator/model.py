@@ -14,6 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from teeplane.attestation.reference import TcbStatus
+from teeplane.tks.key_files import KEY_PATH
+from teeplane.tks.models import KEY_ID
 
 GROUP = "teeplane.io"
 VERSION = "v1alpha1"
@@ -30,10 +32,6 @@ RESERVED_PREFIX = "teeplane-"
 EPS_PORT = 8443
 #: A digest-pinned image reference; also checked in CEL (see `Container.image`).
 PINNED_IMAGE = r"^[^@]+@sha256:[0-9a-f]{64}$"
-#: A key ID as TKS accepts it.
-KEY_ID = r"^[a-z0-9]([a-z0-9._-]{0,126}[a-z0-9])?$"
-#: A relative path of plain segments inside the keys volume, no `.` or `..` segment.
-KEY_PATH = r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$"
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _BASELINE = r"^(sha256:[0-9a-f]{64}|[a-z0-9]([-a-z0-9._]*[a-z0-9])?@[A-Za-z0-9._+-]+)$"
 
