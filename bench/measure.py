@@ -37,8 +37,9 @@ from teeplane.baseline.recipe import load_recipe
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent / "tests" / "support")]  # the shared helpers, the artifact builders
-from boot_artifacts import Firmware, Kernel, initdata, oci_layout  # noqa: E402
 from loadgen import cpu_model  # noqa: E402
+
+from teeplane.baseline.example import Firmware, Kernel, initdata, oci_layout  # noqa: E402
 
 MIB = 1 << 20
 

@@ -19,7 +19,9 @@ from teeplane.attestation.eps.provider import (
 )
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.pki import FILE_NAMES, SimulationAuthority
+from teeplane.baseline.boot import boot_simulated_td
 from teeplane.baseline.bundle import bundle_id, read_bundle
+from teeplane.baseline.recipe import load_recipe
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.http import serve
 from teeplane.io import read_file
@@ -45,6 +47,10 @@ def serve_command(
         Path | None,
         typer.Option(help="Simulation authority directory (loaded; generated and saved there if empty)."),
     ] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(help="Simulated: boot the TD from this recipe's artifacts (default: the built-in example TD)."),
+    ] = None,
     baseline_id: Annotated[str | None, typer.Option(help="The baseline ID the workload was built from.")] = None,
     baseline_bundle: Annotated[
         Path | None,
@@ -57,9 +63,9 @@ def serve_command(
     try:
         if (tls_cert is None) != (tls_key is None):
             raise InputError("input.unreadable", "give --tls-cert and --tls-key together")
-        if sim_state is not None and provider is not ProviderKind.SIMULATED:
-            raise InputError("input.unreadable", "--sim-state needs --provider simulated")
-        source = _simulated(sim_state) if provider is ProviderKind.SIMULATED else ConfigfsTsmProvider()
+        if (sim_state is not None or recipe is not None) and provider is not ProviderKind.SIMULATED:
+            raise InputError("input.unreadable", "--sim-state and --recipe need --provider simulated")
+        source = _simulated(sim_state, recipe) if provider is ProviderKind.SIMULATED else ConfigfsTsmProvider()
         log_proof = None
         if baseline_bundle is not None:
             bundle = read_bundle(read_file(baseline_bundle, "baseline bundle"))
@@ -73,8 +79,9 @@ def serve_command(
     serve(eps, host, port, certfile=_str(tls_cert), keyfile=_str(tls_key))
 
 
-def _simulated(state: Path | None) -> EvidenceProvider:
-    """The example TD under the authority in `state` (made there if it holds none; in memory if None)."""
+def _simulated(state: Path | None, recipe: Path | None) -> EvidenceProvider:
+    """A TD booted from `recipe` (or the example TD) under the authority in `state` (made there if it
+    holds none; in memory if None)."""
     now = datetime.now(UTC)
     try:
         if state is not None and any((state / name).exists() for name in FILE_NAMES):
@@ -85,7 +92,8 @@ def _simulated(state: Path | None) -> EvidenceProvider:
                 authority.save(state)
     except OSError as exc:
         raise InputError("input.unreadable", f"simulation state {state}: {exc.strerror or exc}") from None
-    return SimulatedTdxProvider(boot_example_td(authority), bundle_json(authority, now))
+    td = boot_example_td(authority) if recipe is None else boot_simulated_td(authority, load_recipe(recipe))
+    return SimulatedTdxProvider(td, bundle_json(authority, now))
 
 
 def _str(path: Path | None) -> str | None:

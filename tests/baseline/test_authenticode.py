@@ -7,11 +7,11 @@ import struct
 
 import lief
 import pytest
-from boot_artifacts import Kernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.example import Kernel
 from teeplane.baseline.measure.authenticode import authenticode_sha384
 
 OPTIONAL = 0x58  # e_lfanew 0x40 + "PE\0\0" + COFF header

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from boot_artifacts import IMAGE, Kernel, initdata, write_build, write_recipe
+from processes import run_teeplane, service
 from ras_testing import NOW, WORKLOAD, evidence_request, make_ras
 from typer.testing import CliRunner
 
 from teeplane.attestation.appraisal import Appraisal, Policy
+from teeplane.attestation.binding import b64url_decode
+from teeplane.attestation.eps.client import EpsClient
 from teeplane.attestation.eventlog import parse_event_log, replay_rtmrs
 from teeplane.attestation.reference import AppraisalPolicy, compare_reference
 from teeplane.attestation.sim.collateral import bundle_json
@@ -31,6 +33,7 @@ from teeplane.baseline.build import measure_recipe
 from teeplane.baseline.bundle import read_bundle
 from teeplane.baseline.document import PAYLOAD_TYPE, parse_document
 from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.example import IMAGE, Kernel, initdata, write_build, write_recipe
 from teeplane.baseline.keys import load_public_key
 from teeplane.baseline.measure.authenticode import authenticode_sha384
 from teeplane.baseline.measure.events import EV_EFI_ACTION, EV_EFI_BOOT_SERVICES_APPLICATION, EV_EVENT_TAG
@@ -201,3 +204,25 @@ def test_baseline_build_signs_what_the_recipe_measures(build_dir: Path) -> None:
     broken = runner.invoke(app, [*build, "-o", str(build_dir / "broken.json"), "--json"])
     assert broken.exit_code == 2 and json.loads(broken.output)["errors"][0]["code"] == "kernel.unsupported"
     assert not (build_dir / "broken.json").exists()
+
+
+def test_eps_serves_a_td_booted_from_a_recipe(build_dir: Path) -> None:
+    """`teeplane eps serve --recipe`: the simulated TD in a real EPS process measures what the baseline says."""
+    expected = measure_recipe(recipe(build_dir))
+    args = ["eps", "serve", "--provider", "simulated", "--recipe", str(build_dir / "recipe.yaml")]
+    with service("eps", args, build_dir) as eps:
+        served = EpsClient(eps).evidence(b"n" * 32)
+    measured = parse_quote(b64url_decode(served.evidence, "evidence")).body
+    assert (measured.mrtd.hex(), measured.mrconfigid.hex()) == (expected.mrtd, expected.mrconfigid)
+    assert {f"rtmr{i}": measured.rtmrs[i].hex() for i in (1, 2, 3)} == expected.rtmrs
+    assert served.event_log is not None
+    events = parse_event_log(b64url_decode(served.event_log, "event log"))
+    assert replay_rtmrs(events)[1:] == measured.rtmrs[1:]
+
+
+def test_eps_refuses_a_recipe_it_cannot_boot(build_dir: Path) -> None:
+    (build_dir / "bzImage").write_bytes(b"not a kernel")
+    args = ["eps", "serve", "--provider", "simulated", "--recipe", str(write_recipe(build_dir)), "--port", "9"]
+    refused = run_teeplane(*args, cwd=build_dir)
+    assert refused.returncode == 2 and "kernel.unsupported" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr

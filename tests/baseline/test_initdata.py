@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from boot_artifacts import initdata
 
 from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.example import initdata
 from teeplane.baseline.measure.initdata import HOST_DATA_SIZE, MRCONFIGID_SIZE, fit, initdata_digest
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from boot_artifacts import Kernel, oci_layout, recipe_data, write_build, write_recipe
 
 from teeplane.baseline.build import measure_recipe
 from teeplane.baseline.errors import BuildInputError, BuildRefusedError
+from teeplane.baseline.example import Kernel, oci_layout, recipe_data, write_build, write_recipe
 from teeplane.baseline.measure.tdvf import PageOrder
 from teeplane.baseline.measure.tdx import Separator
 from teeplane.baseline.oci import layout_manifest_digest

@@ -5,9 +5,9 @@ from __future__ import annotations
 import struct
 
 import pytest
-from boot_artifacts import Kernel
 
 from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.example import Kernel
 from teeplane.baseline.measure.setup_header import below_4g_memory, qemu_patched_kernel, video_mode
 
 GIB = 1 << 30

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from boot_artifacts import Firmware, Kernel, initdata
 
 from teeplane.baseline.build import measure_recipe
 from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.example import Firmware, Kernel, initdata
 from teeplane.baseline.measure.snp import snp_launch_digest
 from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.recipe import load_recipe

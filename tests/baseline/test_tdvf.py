@@ -7,7 +7,11 @@ import struct
 import time
 
 import pytest
-from boot_artifacts import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.example import (
     BFV,
     CFV,
     MR_EXTEND,
@@ -20,10 +24,6 @@ from boot_artifacts import (
     Section,
     footer_offset,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from teeplane.baseline.errors import BuildInputError
 from teeplane.baseline.measure.tdvf import (
     TDX_METADATA_OFFSET_GUID,
     PageOrder,

@@ -1,6 +1,9 @@
-"""Boot artifacts built from scratch for the measurement tests and benchmarks: a TDVF-shaped firmware
-image (TDVF metadata, SEV metadata, OVMF GUIDed table with its footer), a bzImage-shaped PE/COFF
-kernel with a Linux setup header, an initrd, initdata and an OCI image layout.
+"""The example build: boot artifacts made from scratch, well-formed enough for every calculator.
+
+A TDVF-shaped firmware image (TDVF metadata, SEV metadata, OVMF GUIDed table with its footer), a
+bzImage-shaped PE/COFF kernel with a Linux setup header, an initrd, initdata and an OCI image
+layout, and a recipe over them. No real firmware or kernel can be shipped or booted here, so the
+demo, the tests and the benchmarks build, measure and boot (in the simulated TDX module) these.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Section:
     attributes: int
 
     def pack(self) -> bytes:
+        """The 32-byte TDVF_SECTION record."""
         return struct.pack(
             "<IIQQII", self.data_offset, self.raw_size, self.address, self.memory_size, self.type, self.attributes
         )
@@ -64,6 +68,7 @@ class Firmware:
     extra_entries: list[bytes] = field(default_factory=list)
 
     def default_sections(self) -> list[Section]:
+        """The sections a TDVF declares for an image of this size."""
         size = self.pages * PAGE
         base = FOUR_GIB - size
         return [
@@ -75,6 +80,7 @@ class Firmware:
         ]
 
     def build(self) -> bytes:
+        """The firmware image."""
         size = self.pages * PAGE
         image = bytearray(_pseudo_random(self.seed, size))
         sections = self.default_sections() if self.sections is None else self.sections
@@ -125,6 +131,7 @@ class Kernel:
     checksum: int = 0x1234ABCD
 
     def build(self) -> bytes:
+        """The kernel image."""
         sections = [(b".setup", 0x200, 0x200), (b".text", 0x600, 0x400), (b".data", 0x400, 0x200)]
         size = 0xA00 + len(self.trailing)
         image = bytearray(_pseudo_random(self.seed, size + len(self.cert)))
@@ -209,7 +216,7 @@ IMAGE = "registry.example/app@sha256:" + "ab" * 32
 
 
 def recipe_data(**overrides: Any) -> dict[str, Any]:
-    """A TDX recipe over the artifacts the tests write (OVMF.fd, bzImage, initrd.img, initdata.toml,
+    """A TDX recipe over the artifacts `write_build` writes (OVMF.fd, bzImage, initrd.img, initdata.toml,
     an OCI layout in sidecar/), with `overrides` replacing top-level entries."""
     data: dict[str, Any] = {
         "tee": "tdx",
