@@ -20,6 +20,8 @@ from teeplane.baseline.client import BgsClient
 from teeplane.baseline.keys import load_log_verifier, load_public_key
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.io import read_file
+from teeplane.options import CaFile
+from teeplane.tls import Verify, trusting
 
 
 def _reference(path: Path) -> ReferenceValues:
@@ -29,13 +31,13 @@ def _reference(path: Path) -> ReferenceValues:
         raise EvidenceFormatError(Code.INPUT_UNREADABLE, f"reference values {path}: {exc.errors()[0]['msg']}") from None
 
 
-def _bundle(path: Path | None, baseline_id: str | None, bgs: str | None) -> BaselineBundle | None:
+def _bundle(path: Path | None, baseline_id: str | None, bgs: str | None, verify: Verify) -> BaselineBundle | None:
     """The baseline bundle from a file, or fetched by ID from a BGS (checked to be that ID)."""
     if baseline_id is None:
         return read_bundle(read_file(path, "baseline bundle")) if path is not None else None
     if bgs is None or path is not None:
         raise InputError("input.unreadable", "--baseline-id needs --bgs, and no --baseline")
-    record = BgsClient(bgs).get(baseline_id)
+    record = BgsClient(bgs, verify=verify).get(baseline_id)
     return BaselineBundle(envelope=record.envelope, proof=record.proof)
 
 
@@ -89,15 +91,17 @@ def verify_command(
         str | None, typer.Option(help="Pinned transparency-log verifier key (<origin>+<id>+<key>), or a file.")
     ] = None,
     at: AtOption = None,
+    ca_file: CaFile = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Fetch fresh evidence for our own nonce from URL and appraise it (exit 0 accepted, 1 refused, 2 error)."""
     try:
-        bundle = _bundle(baseline, baseline_id, bgs)
+        tls = trusting(ca_file)
+        bundle = _bundle(baseline, baseline_id, bgs, tls)
         trust = _baseline_trust(bundle, baseline_from_service, signer_key or [], log_key, reference)
         anchor = intel_root() if root is None else anchor_from_pem(read_file(root, "root"), simulated=True)
         appraisal = verify_service(
-            EpsClient(url),
+            EpsClient(url, verify=tls),
             anchor=anchor,
             at=parse_time(at),
             policy=policy_from_options(accept_tcb, allow_debug, allow_simulated),

@@ -44,7 +44,9 @@ from teeplane.baseline.tlog.proof import parse_proof
 from teeplane.baseline.verify import VerifiedBaseline, verify_bundle
 from teeplane.errors import TeeplaneError
 from teeplane.io import read_file
+from teeplane.options import CaFile
 from teeplane.remote import first_error
+from teeplane.tls import trusting
 
 app = typer.Typer(help="Baselines: build, sign, publish, fetch, show and verify.", no_args_is_help=True)
 
@@ -83,10 +85,10 @@ def _run(
         show(result)
 
 
-def _client(bgs: str, token: str | None = None, token_file: Path | None = None) -> BgsClient:
+def _client(bgs: str, ca_file: Path | None, token: str | None = None, token_file: Path | None = None) -> BgsClient:
     if token_file is not None:
         token = read_file(token_file, "admin token file").decode().strip()
-    return BgsClient(bgs, admin_token=token)
+    return BgsClient(bgs, admin_token=token, verify=trusting(ca_file))
 
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -194,6 +196,7 @@ def build(
     bgs: Annotated[str | None, typer.Option(envvar="TEEPLANE_BGS_URL", help="Also publish to this BGS.")] = None,
     token: _Token = None,
     token_file: _TokenFile = None,
+    ca_file: CaFile = None,
     as_json: _Json = False,
 ) -> None:
     """Measure a recipe, write and sign its baseline, and write the bundle (published with --bgs)."""
@@ -203,7 +206,7 @@ def build(
         document = build_document(_measure(recipe), _metadata(metadata), valid_for=timedelta(days=valid_days))
         bundle = BaselineBundle(envelope=dsse.sign(document.payload, PAYLOAD_TYPE, [signer]))
         if bgs is not None:
-            bundle = _record_bundle(_client(bgs, token, token_file).publish(bundle.envelope))
+            bundle = _record_bundle(_client(bgs, ca_file, token, token_file).publish(bundle.envelope))
         _write(output, dump_bundle(bundle))
         return {**_summary(document, bundle), "file": str(output)}
 
@@ -219,12 +222,13 @@ def publish(
     ] = None,
     token: _Token = None,
     token_file: _TokenFile = None,
+    ca_file: CaFile = None,
     as_json: _Json = False,
 ) -> None:
     """Publish a signed baseline to a BGS and write the bundle with its inclusion proof."""
 
     def action() -> dict[str, Any]:
-        bundle = _record_bundle(_client(bgs, token, token_file).publish(_read_bundle(file).envelope))
+        bundle = _record_bundle(_client(bgs, ca_file, token, token_file).publish(_read_bundle(file).envelope))
         target = output or file
         _write(target, dump_bundle(bundle))
         return {**_summary(_document(bundle), bundle), "file": str(target)}
@@ -241,12 +245,13 @@ def fetch(
         Path | None,
         typer.Option(help="A checkpoint seen before: add the proof that the log extends it to the bundle."),
     ] = None,
+    ca_file: CaFile = None,
     as_json: _Json = False,
 ) -> None:
     """Fetch a baseline and its inclusion proof from a BGS into a bundle."""
 
     def action() -> dict[str, Any]:
-        client = _client(bgs)
+        client = _client(bgs, ca_file)
         record = client.get(baseline_id)
         consistency = None
         if since is not None:

@@ -19,6 +19,7 @@ from rich.table import Table
 from teeplane.attestation.binding import b64url_encode
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.io import read_file
+from teeplane.options import CaFile
 from teeplane.remote import first_error
 from teeplane.tks.client import TksClient
 from teeplane.tks.models import CreateKey, KeyKind, KeyMetadata, ReleasePolicy
@@ -41,7 +42,7 @@ def _connect(
         str | None, typer.Option(envvar="TEEPLANE_TKS_TOKEN", help="Admin bearer token.", show_default=False)
     ] = None,
     token_file: Annotated[Path | None, typer.Option(help="Read the admin token from this file.")] = None,
-    ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify TKS's TLS certificate.")] = None,
+    ca_file: CaFile = None,
 ) -> None:
     """Connect to TKS at --url with the admin token."""
     if token_file is not None:
