@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives import serialization
@@ -23,14 +21,13 @@ from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.models import WorkloadIdentity
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.options import CaFile
-from teeplane.remote import RemoteError
+from teeplane.retry import retrying
 from teeplane.tks.client import TksClient
 from teeplane.tks.key_files import DEFAULT_MODE, parse_key_mappings, release_keys, write_key_files
 from teeplane.tls import trusting
 
 app = typer.Typer(help="The in-pod attestation agent.", no_args_is_help=True)
 
-_T = TypeVar("_T")
 _Ras = Annotated[str, typer.Option(help="RAS base URL.")]
 _Eps = Annotated[str, typer.Option(help="EPS base URL (the pod's evidence provider).")]
 _Namespace = Annotated[str, typer.Option(help="Workload namespace.")]
@@ -50,23 +47,8 @@ def _fail(error: TeeplaneError, as_json: bool) -> typer.Exit:
     return typer.Exit(error.exit_code)
 
 
-def _transient(error: TeeplaneError) -> bool:
-    """Worth trying again: a service that did not answer, or answered that it cannot now."""
-    return isinstance(error, RemoteError) and error.http_status in (429, 502, 503, 504)
-
-
-def _retrying(action: Callable[[], _T], timeout: float) -> _T:
-    """`action()`, tried again with backoff while it fails transiently, for up to `timeout` seconds."""
-    deadline, delay = time.monotonic() + timeout, 0.5
-    while True:
-        try:
-            return action()
-        except TeeplaneError as error:
-            if not _transient(error) or time.monotonic() + delay > deadline:
-                raise
-            typer.echo(f"retrying in {delay:.1f}s: {error}", err=True)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+def _say_retrying(error: TeeplaneError, delay: float) -> None:
+    typer.echo(f"retrying in {delay:.1f}s: {error}", err=True)
 
 
 def _attest(ras: str, eps: str, workload: WorkloadIdentity, ca_file: Path | None) -> AgentResult:
@@ -140,7 +122,7 @@ def fetch_keys_command(
             except OSError as exc:
                 raise InputError("input.unreadable", f"cannot write the keys into {out_dir}: {exc}") from None
 
-        written = _retrying(fetch, timeout)
+        written = retrying(fetch, timeout, _say_retrying)
     except TeeplaneError as error:
         raise _fail(error, as_json) from None
     paths = {key_id: str(path) for key_id, path in zip(wanted, written, strict=True)}

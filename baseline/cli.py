@@ -339,6 +339,7 @@ def verify(
     at: Annotated[
         str | None, typer.Option(help="Check the validity window at this time, RFC 3339 (default: now).")
     ] = None,
+    ca_file: CaFile = None,
     as_json: _Json = False,
 ) -> None:
     """Verify a bundle: signature, statement, validity, log inclusion and, with --checkpoint, no fork."""
@@ -351,7 +352,7 @@ def verify(
         consistency = None
         if checkpoint is not None:
             previous = open_checkpoint(read_file(checkpoint, "checkpoint"), verifier.name, [verifier])
-            consistency = _consistency(bundle, previous, bgs)
+            consistency = _consistency(bundle, previous, None if bgs is None else _client(bgs, ca_file))
         verified = verify_bundle(bundle, keys, verifier, parse_time(at), previous=previous, consistency=consistency)
         return _verified_json(verified)
 
@@ -368,7 +369,7 @@ def verify(
     _run(as_json, action, render, failed={"verified": False})
 
 
-def _consistency(bundle: BaselineBundle, previous: Checkpoint, bgs: str | None) -> list[bytes] | None:
+def _consistency(bundle: BaselineBundle, previous: Checkpoint, bgs: BgsClient | None) -> list[bytes] | None:
     """The consistency proof between `previous` and the bundle's checkpoint: from the BGS's tiles when
     given, else from the bundle when it holds one from `previous`'s size, else none."""
     if bundle.proof is None:
@@ -376,7 +377,7 @@ def _consistency(bundle: BaselineBundle, previous: Checkpoint, bgs: str | None) 
     current = peek_checkpoint(parse_proof(bundle.proof.encode()).checkpoint)
     sizes = sorted((previous.size, current.size))
     if bgs is not None:
-        return _client(bgs).consistency_proof(*sizes) if 0 < sizes[0] < sizes[1] else []
+        return bgs.consistency_proof(*sizes) if 0 < sizes[0] < sizes[1] else []
     if bundle.consistency is not None and bundle.consistency.size == previous.size:
         return bundle.consistency.proof()
     return None

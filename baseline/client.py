@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from teeplane.baseline.document import BaselineMetadata, baseline_id
+from teeplane.baseline.document import ID_PREFIX, BaselineMetadata, baseline_id, named_reference, parse_document
 from teeplane.baseline.dsse import Envelope
 from teeplane.baseline.errors import BaselineRefusedError, Code
 from teeplane.baseline.measurements import ExpectedMeasurements
@@ -33,11 +33,19 @@ class BgsClient(ServiceClient):
         return parse_response(BaselineRecord, body, self.service)
 
     def get(self, wanted: str) -> BaselineRecord:
-        """The baseline `wanted`, checked to be the one asked for: its payload hashes to the ID."""
+        """The baseline `wanted` (ID or name@version), checked to be the one asked for: its payload
+        hashes to the ID, or its predicate has that name and version."""
         record = parse_response(BaselineRecord, self._json("GET", f"/v1/baselines/{wanted}"), self.service)
         payload = b64.decode(record.envelope.payload, Code.DSSE_MALFORMED, "the payload")
-        if record.id != wanted or baseline_id(payload) != wanted:
-            raise BaselineRefusedError(Code.BASELINE_ID_MISMATCH, f"asked for {wanted}, got {baseline_id(payload)}")
+        got = baseline_id(payload)
+        if record.id != got:
+            raise BaselineRefusedError(Code.BASELINE_ID_MISMATCH, f"the record says {record.id}, its payload is {got}")
+        if wanted.startswith(ID_PREFIX) and got != wanted:
+            raise BaselineRefusedError(Code.BASELINE_ID_MISMATCH, f"asked for {wanted}, got {got}")
+        if not wanted.startswith(ID_PREFIX):
+            named = named_reference(parse_document(payload).statement.predicate.model_dump(mode="json"))
+            if named != wanted:
+                raise BaselineRefusedError(Code.BASELINE_ID_MISMATCH, f"asked for {wanted}, got {named or got}")
         return record
 
     def checkpoint(self) -> bytes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Self
@@ -47,6 +48,8 @@ LOCAL_BUILDER = "https://teeplane.io/builder/local/v1"
 DEFAULT_VALIDITY = timedelta(days=365)
 ID_PREFIX = "sha256:"
 ID_PATTERN = r"^sha256:[0-9a-f]{64}$"
+#: A baseline named by name and version, e.g. ledger@1.0.0 (the BGS resolves it to the latest such).
+REFERENCE_PATTERN = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?@[A-Za-z0-9._+-]{1,128}$"
 
 RTMRS: tuple[RtmrName, ...] = ("rtmr0", "rtmr1", "rtmr2", "rtmr3")
 #: Per TEE, the measurements only the other TEE reports.
@@ -192,6 +195,20 @@ def canonical(statement: Statement) -> bytes:
 def baseline_id(payload: bytes) -> str:
     """`sha256:<hex>` of a canonical statement."""
     return ID_PREFIX + hashlib.sha256(payload).hexdigest()
+
+
+def named_reference(predicate: dict[str, Any]) -> str | None:
+    """`name@version` of a baseline predicate (as JSON), when it has both and they form a reference."""
+    name, version = predicate.get("name"), predicate.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        return None
+    reference = f"{name}@{version}"
+    return reference if re.fullmatch(REFERENCE_PATTERN, reference) else None
+
+
+def measurements_digest(predicate: dict[str, Any]) -> str:
+    """SHA-256 of a predicate's measurements (as JSON), canonical: equal exactly when they are equal."""
+    return hashlib.sha256(rfc8785.dumps(predicate.get("measurements"))).hexdigest()
 
 
 def build_document(

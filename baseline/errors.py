@@ -72,6 +72,7 @@ class Code(StrEnum):
     BASELINE_ID_MISMATCH = "baseline.id_mismatch"
     BASELINE_NOT_FOUND = "baseline.not_found"
     BASELINE_NOT_LOGGED = "baseline.not_logged"
+    BASELINE_VERSION_EXISTS = "baseline.version_exists"
     BUNDLE_MALFORMED = "bundle.malformed"
     CHECKPOINT_UNPROVEN = "checkpoint.consistency_unproven"
 
@@ -134,6 +135,20 @@ class BaselineNotFoundError(TeeplaneError):
 
     def __init__(self, baseline_id: str) -> None:
         super().__init__(Code.BASELINE_NOT_FOUND.value, f"no baseline {baseline_id} in the log")
+
+
+class BaselineConflictError(TeeplaneError):
+    """A name@version that already names baselines with other measurements: a version's measurements
+    never change (a new baseline of it may only refresh its validity or metadata)."""
+
+    http_status = 409
+
+    def __init__(self, reference: str, holder: str) -> None:
+        super().__init__(
+            Code.BASELINE_VERSION_EXISTS.value,
+            f"{reference} is baseline {holder}, which measures otherwise; publish a new version instead",
+            where=reference,
+        )
 
 
 class BuildInputError(InputError):

@@ -58,13 +58,13 @@ import uvloop
 
 from teeplane.attestation.agent import ephemeral_tee_key
 from teeplane.attestation.binding import b64url_decode, b64url_encode, report_data_for
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.collateral import CollateralCache
 from teeplane.attestation.ras.models import AttestRequest
 from teeplane.attestation.ras.service import RasConfig, RemoteAttestationService
 from teeplane.attestation.ras.store import RasStore
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
 from teeplane.attestation.sim.collateral import bundle_json
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.attestation.tdx.appraise import appraise_quote

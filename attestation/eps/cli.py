@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.eps.app import create_eps_app
 from teeplane.attestation.eps.provider import (
     ConfigfsTsmProvider,
@@ -18,6 +17,7 @@ from teeplane.attestation.eps.provider import (
     SimulatedTdxProvider,
 )
 from teeplane.attestation.sim.collateral import bundle_json
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import FILE_NAMES, SimulationAuthority
 from teeplane.baseline.boot import boot_simulated_td
 from teeplane.baseline.bundle import bundle_id, read_bundle

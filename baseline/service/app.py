@@ -2,8 +2,10 @@
 
 - `POST /v1/baselines` (admin bearer token): a pre-signed envelope (`{"envelope"}`) or measurements
   with metadata (`{"measurements", "metadata"}`, signed by the BGS). 201 with the record when it was
-  added, 200 with the logged record when the baseline was already in the log.
-- `GET /v1/baselines/{id}`: the envelope and a c2sp.org/tlog-proof under the current checkpoint.
+  added, 200 with the logged record when the baseline was already in the log, 409
+  (`baseline.version_exists`) when its name@version already names another baseline.
+- `GET /v1/baselines/{id or name@version}`: the envelope and a c2sp.org/tlog-proof under the current
+  checkpoint.
 - `GET /checkpoint`, `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]` (c2sp.org/tlog-tiles):
   full tiles are immutable and cached for a year; partial tiles and the checkpoint are not cached.
 """
@@ -19,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from teeplane import __version__
 from teeplane.auth import admin_dependency
-from teeplane.baseline.document import ID_PATTERN
+from teeplane.baseline.document import ID_PATTERN, REFERENCE_PATTERN
 from teeplane.baseline.service.models import BaselineRecord, SignedBaseline, UnsignedBaseline
 from teeplane.baseline.service.registry import BaselineRegistry, Published
 from teeplane.errors import TeeplaneError
@@ -65,7 +67,10 @@ def create_bgs_app(registry: BaselineRegistry, admin_token_hashes: Iterable[str]
         dependencies=admin,
         response_model=BaselineRecord,
         status_code=201,
-        responses={200: {"model": BaselineRecord, "description": "already in the log"}, 400: {}, 401: {}, 403: {}},
+        responses={
+            200: {"model": BaselineRecord, "description": "already in the log"},
+            **{status: {} for status in (400, 401, 403, 409)},
+        },
     )
     def publish(body: SignedBaseline | UnsignedBaseline, response: Response) -> BaselineRecord:
         start = time.perf_counter()
@@ -84,9 +89,11 @@ def create_bgs_app(registry: BaselineRegistry, admin_token_hashes: Iterable[str]
         response.status_code = 201 if published.created else 200
         return published.record
 
-    @app.get("/v1/baselines/{baseline_id}", response_model=BaselineRecord, responses={404: {}})
-    def get_baseline(baseline_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> BaselineRecord:
-        return registry.get(baseline_id)
+    @app.get("/v1/baselines/{wanted}", response_model=BaselineRecord, responses={404: {}})
+    def get_baseline(
+        wanted: Annotated[str, Path(pattern=f"{ID_PATTERN}|{REFERENCE_PATTERN}", description="ID or name@version")],
+    ) -> BaselineRecord:
+        return registry.get(wanted)
 
     @app.get("/checkpoint", response_class=Response, responses={200: {"content": {CHECKPOINT_TYPE: {}}}})
     def checkpoint() -> Response:

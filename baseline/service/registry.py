@@ -16,14 +16,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import rfc8785
 from securesystemslib.signer import Key, Signer
 
 from teeplane.baseline import dsse
-from teeplane.baseline.document import PAYLOAD_TYPE, BaselineMetadata, baseline_id, build_document
+from teeplane.baseline.document import (
+    ID_PREFIX,
+    PAYLOAD_TYPE,
+    BaselineMetadata,
+    baseline_id,
+    build_document,
+    measurements_digest,
+    named_reference,
+)
 from teeplane.baseline.document import parse_document as parse_baseline
-from teeplane.baseline.errors import BaselineNotFoundError, BaselineRefusedError, Code, LogInputError, LogStorageError
+from teeplane.baseline.errors import (
+    BaselineConflictError,
+    BaselineNotFoundError,
+    BaselineRefusedError,
+    Code,
+    LogInputError,
+    LogStorageError,
+)
 from teeplane.baseline.measurements import ExpectedMeasurements
-from teeplane.baseline.service.index import BaselineIndex
+from teeplane.baseline.service.index import BaselineIndex, IndexRow
 from teeplane.baseline.service.models import BaselineRecord
 from teeplane.baseline.tlog import b64
 from teeplane.baseline.tlog.note import Signer as LogSigner
@@ -55,7 +71,7 @@ class Tile:
 class _Pending:
     """A baseline waiting to be appended; `done` gets its index and whether this request added it."""
 
-    baseline_id: str
+    row: IndexRow  # its log index not known yet
     entry: bytes
     done: Future[tuple[int, bool]] = field(default_factory=Future)
 
@@ -64,9 +80,23 @@ def read_entry(entry: bytes) -> tuple[dsse.Envelope, str]:
     """The envelope a log entry holds (its canonical JSON) and the ID of its baseline."""
     try:
         envelope = dsse.parse_envelope(json.loads(entry))
-        return envelope, baseline_id(b64.decode(envelope.payload, Code.TLOG_BUNDLE_CORRUPT, "a logged payload"))
+        return envelope, baseline_id(_payload(envelope))
     except (ValueError, TeeplaneError):
         raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, "a log entry is not a DSSE envelope") from None
+
+
+def _index_row(entry: bytes, index: int) -> IndexRow:
+    """What the map records for a logged entry."""
+    envelope, logged_id = read_entry(entry)
+    try:
+        predicate = json.loads(_payload(envelope))["predicate"]
+        return IndexRow(logged_id, index, named_reference(predicate), measurements_digest(predicate))
+    except (ValueError, TypeError, KeyError, AttributeError, rfc8785.CanonicalizationError):
+        raise LogStorageError(Code.TLOG_BUNDLE_CORRUPT, f"entry {index} holds no baseline statement") from None
+
+
+def _payload(envelope: dsse.Envelope) -> bytes:
+    return b64.decode(envelope.payload, Code.TLOG_BUNDLE_CORRUPT, "a logged payload")
 
 
 class BaselineRegistry:
@@ -133,7 +163,7 @@ class BaselineRegistry:
             start = self._index.covered()
             for first in range(start, self._log.size, TILE_WIDTH):
                 entries = self._log.entries(first, min(first + TILE_WIDTH, self._log.size))
-                self._index.add((read_entry(e)[1], i) for i, e in enumerate(entries, first))
+                self._index.add(_index_row(e, i) for i, e in enumerate(entries, first))
 
     # -- publishing
 
@@ -147,11 +177,13 @@ class BaselineRegistry:
         entry = envelope.canonical()
         if len(entry) > MAX_ENTRY_SIZE:
             raise LogInputError(Code.TLOG_ENTRY_TOO_LARGE, f"the envelope is {len(entry)} bytes, over {MAX_ENTRY_SIZE}")
+        predicate = json.loads(document.payload)["predicate"]
         with self._lock:
             existing = self._index.get(document.id)
         if existing is not None:
             return Published(self.get(document.id), created=False)
-        pending = _Pending(document.id, entry)
+        row = IndexRow(document.id, -1, named_reference(predicate), measurements_digest(predicate))
+        pending = _Pending(row, entry)
         self._append(pending)
         index, created = pending.done.result()
         with self._lock:
@@ -174,30 +206,52 @@ class BaselineRegistry:
             with self._queue_lock:
                 batch, self._queue = self._queue, []
             fresh: dict[str, _Pending] = {}
+            named: dict[str, tuple[str, str]] = {}  # name@version -> (ID, measured) this batch logs
             for item in batch:
-                if self._index.get(item.baseline_id) is None:
-                    fresh.setdefault(item.baseline_id, item)
+                if self._index.get(item.row.id) is not None:
+                    continue
+                if conflict := self._conflict(item.row, named):
+                    item.done.set_exception(conflict)
+                    continue
+                fresh.setdefault(item.row.id, item)
+                if item.row.reference:
+                    named[item.row.reference] = (item.row.id, item.row.measured)
             try:
                 added = self._log.append([item.entry for item in fresh.values()])
-                self._index.add(zip(fresh, added, strict=True))
+                logged = zip(fresh.values(), added, strict=True)
+                self._index.add(item.row._replace(log_index=i) for item, i in logged)
             except Exception as exc:
                 for item in batch:
-                    item.done.set_exception(exc)
+                    if not item.done.done():
+                        item.done.set_exception(exc)
                 return
             for item in batch:
-                index = self._index.get(item.baseline_id)
+                if item.done.done():
+                    continue
+                index = self._index.get(item.row.id)
                 assert index is not None
-                item.done.set_result((index, fresh.get(item.baseline_id) is item))
+                item.done.set_result((index, fresh.get(item.row.id) is item))
+
+    def _conflict(self, row: IndexRow, batch: dict[str, tuple[str, str]]) -> BaselineConflictError | None:
+        """A name@version names one set of measurements: a new baseline of it may only refresh the
+        validity or the metadata of what it names."""
+        holder = None if row.reference is None else (batch.get(row.reference) or self._index.named(row.reference))
+        if row.reference is None or holder is None or holder[1] == row.measured:
+            return None
+        return BaselineConflictError(row.reference, holder[0])
 
     # -- reading
 
-    def get(self, baseline_id: str) -> BaselineRecord:
-        """The logged baseline `baseline_id` with an inclusion proof under the current checkpoint."""
+    def get(self, wanted: str) -> BaselineRecord:
+        """The logged baseline `wanted` (its ID, or name@version) with an inclusion proof under the
+        current checkpoint."""
         with self._lock:
-            index = self._index.get(baseline_id)
-            if index is None:
-                raise BaselineNotFoundError(baseline_id)
-            return self._record(baseline_id, index)
+            named = None if wanted.startswith(ID_PREFIX) else self._index.named(wanted)
+            found = wanted if wanted.startswith(ID_PREFIX) else named and named[0]
+            index = None if found is None else self._index.get(found)
+            if found is None or index is None:
+                raise BaselineNotFoundError(wanted)
+            return self._record(found, index)
 
     def _record(self, baseline_id: str, index: int) -> BaselineRecord:
         envelope, logged_id = read_entry(self._log.entry(index))

@@ -12,11 +12,11 @@ from processes import run_teeplane, service
 from ras_testing import reference_for
 
 from teeplane.attestation.binding import b64url_encode
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.models import AttestRequest, WorkloadIdentity
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
 from teeplane.attestation.sim.collateral import bundle_json
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.attestation.tdx.quote import parse_quote
 from teeplane.attestation.token import verify_token

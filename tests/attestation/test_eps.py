@@ -22,7 +22,6 @@ from processes import free_port, service
 
 from teeplane.attestation.appraisal import Appraisal, Policy
 from teeplane.attestation.binding import b64url_decode, b64url_encode, check_binding, report_data_for
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.eps.app import create_eps_app
 from teeplane.attestation.eps.client import EpsClient
 from teeplane.attestation.eps.models import EvidenceResponse
@@ -37,6 +36,7 @@ from teeplane.attestation.errors import EvidenceFormatError
 from teeplane.attestation.eventlog import parse_event_log, replay_rtmrs
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.eventlog import EV_EVENT_TAG, EV_IPL, write_event_log
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.attestation.tdx.appraise import appraise_quote

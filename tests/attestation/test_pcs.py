@@ -22,7 +22,6 @@ from ras_testing import Clock, evidence_request, reference_for
 from typer.testing import CliRunner
 
 from teeplane.attestation.binding import b64url_encode
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.collateral import CollateralCache
 from teeplane.attestation.ras.models import AttestRequest, WorkloadIdentity
@@ -30,6 +29,7 @@ from teeplane.attestation.ras.pcs import CollateralFetchError, PcsFetcher
 from teeplane.attestation.ras.service import AttestationRefusedError, Issued, RasConfig, RemoteAttestationService
 from teeplane.attestation.ras.store import RasStore
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.attestation.tdx.collateral import load_bundle
 from teeplane.attestation.tdx.quote import parse_quote

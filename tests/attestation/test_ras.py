@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from ras_testing import NOW, WORKLOAD, Clock, Ras, evidence_request, make_ras, reference_for
 
 from teeplane.attestation.binding import b64url_decode, b64url_encode
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.nonce import DEFAULT_NONCE_LIFETIME
 from teeplane.attestation.ras.models import WorkloadIdentity
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
 from teeplane.attestation.sim.collateral import bundle_json
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.attestation.tdx.collateral import load_bundle, load_pcs_files

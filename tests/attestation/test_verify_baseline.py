@@ -57,7 +57,7 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
         bgs = stack.enter_context(service("bgs", bgs_args, tmp))
         client = BgsClient(bgs, admin_token=TOKEN)
         record = client.publish_measurements(_measurements_of(files))
-        other = client.publish_measurements(other_measurements(7), metadata())
+        other = client.publish_measurements(other_measurements(7), metadata(7))
         paths = []
         for name, baseline_id in (("bundle.json", record.id), ("other.json", other.id)):
             fetched = run_teeplane("baseline", "fetch", baseline_id, "--bgs", bgs, "-o", str(tmp / name), cwd=tmp)

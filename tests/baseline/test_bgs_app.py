@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from baseline_testing import NOW, document, measurements, metadata, signed
@@ -15,9 +16,10 @@ from fastapi.testclient import TestClient
 from securesystemslib.signer import CryptoSigner
 
 from teeplane.auth import hash_admin_token
+from teeplane.baseline import dsse
 from teeplane.baseline.bundle import BaselineBundle
 from teeplane.baseline.client import BgsClient
-from teeplane.baseline.document import BaselineMetadata
+from teeplane.baseline.document import PAYLOAD_TYPE, BaselineMetadata, build_document
 from teeplane.baseline.keys import KeyType, generate_signer
 from teeplane.baseline.service.app import create_bgs_app
 from teeplane.baseline.service.registry import INDEX_FILE, LOG_DIR, BaselineRegistry
@@ -25,6 +27,7 @@ from teeplane.baseline.tlog.note import Signer as LogSigner
 from teeplane.baseline.tlog.storage import TileLog
 from teeplane.baseline.tlog.tiles import decode_bundle
 from teeplane.baseline.verify import verify_bundle
+from teeplane.errors import TeeplaneError
 from teeplane.http import PROBLEM_JSON
 from teeplane.remote import RemoteError
 
@@ -68,7 +71,7 @@ def verified(bundle: BaselineBundle, signer: CryptoSigner = BGS_SIGNER) -> int:
 
 
 def test_publishing_signs_logs_and_is_idempotent(bgs: Bgs) -> None:
-    body = {"measurements": measurements(1).model_dump(mode="json"), "metadata": metadata().model_dump(mode="json")}
+    body = {"measurements": measurements(1).model_dump(mode="json"), "metadata": metadata(1).model_dump(mode="json")}
     first = bgs.http.post("/v1/baselines", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert first.status_code == 201, first.text
     again = bgs.http.post("/v1/baselines", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
@@ -211,3 +214,46 @@ def test_metrics(bgs: Bgs) -> None:
     assert "teeplane_bgs_log_entries 1.0" in text
     assert 'teeplane_bgs_publications_total{code="",result="created"} 1.0' in text
     assert 'teeplane_bgs_publications_total{code="dsse.untrusted_signer",result="refused"} 1.0' in text
+
+
+def test_a_baseline_is_found_by_name_at_version(bgs: Bgs) -> None:
+    """name@version resolves to the latest baseline of it; a new one may refresh the validity, not the
+    measurements; the map from names is rebuilt from the log like the one from IDs."""
+    first = bgs.client.publish(signed(0, BGS_SIGNER))
+    assert bgs.client.get("payments@1.2.3") == bgs.client.get(first.id)
+    refreshed_metadata = metadata(0).model_copy(update={"validity": metadata(0).validity.model_copy(
+        update={"not_after": metadata(0).validity.not_after.replace(year=2031)})})  # fmt: skip
+    refreshed = bgs.client.publish_measurements(measurements(0), refreshed_metadata)
+    assert refreshed.id != first.id and refreshed.index == 1
+    assert bgs.client.get("payments@1.2.3").id == refreshed.id
+
+    other = build_document(measurements(5), metadata(0))  # payments@1.2.3, measuring something else
+    with pytest.raises(RemoteError) as conflict:
+        bgs.client.publish(dsse.sign(other.payload, PAYLOAD_TYPE, [BGS_SIGNER]))
+    assert (conflict.value.http_status, conflict.value.code) == (409, "baseline.version_exists")
+    assert refreshed.id in str(conflict.value) and bgs.registry.size == 2
+
+    bgs.registry.close()
+    (bgs.state / INDEX_FILE).unlink()
+    bgs = start(bgs.state)
+    assert bgs.client.get("payments@1.2.3").id == refreshed.id
+    assert (bgs.http.get("/v1/baselines/payments@9.9.9").json()["code"]) == "baseline.not_found"
+    assert bgs.http.get("/v1/baselines/Payments@1.2.3").status_code == 422
+    bgs.registry.close()
+
+
+def test_concurrent_publications_of_one_version_log_one_set_of_measurements(bgs: Bgs) -> None:
+    rivals = [dsse.sign(build_document(measurements(seed), metadata(0)).payload, PAYLOAD_TYPE, [BGS_SIGNER])
+              for seed in range(8)]  # fmt: skip
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda e: _outcome(bgs.registry.publish, e), rivals))
+    logged = [o for o in outcomes if not isinstance(o, str)]
+    assert len(logged) == 1 and outcomes.count("baseline.version_exists") == 7
+    assert bgs.client.get("payments@1.2.3").id == logged[0].record.id
+
+
+def _outcome(publish: Any, envelope: dsse.Envelope) -> Any:
+    try:
+        return publish(envelope)
+    except TeeplaneError as error:
+        return error.code

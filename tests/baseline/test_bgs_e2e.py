@@ -53,7 +53,7 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
         assert (refused.status_code, refused.json()["code"]) == (401, "auth.admin_required")
 
         # two baselines signed by the BGS, two signed here and published with the CLI
-        ids = [client.publish_measurements(measurements(seed), metadata()).id for seed in range(2)]
+        ids = [client.publish_measurements(measurements(seed), metadata(seed)).id for seed in range(2)]
         first_checkpoint = tmp_path / "checkpoint-2"
         first_checkpoint.write_bytes(client.checkpoint())
         signer = load_signer((tmp_path / "sign.pem").read_bytes())
@@ -104,7 +104,7 @@ def test_publish_fetch_verify_restart_and_fork(tmp_path: Path) -> None:
             record = client.get(baseline_id)
             assert record.index == number
             assert record.envelope == read_bundle(fetched[number].read_bytes()).envelope
-        more = client.publish_measurements(measurements(4), metadata())
+        more = client.publish_measurements(measurements(4), metadata(4))
         assert more.index == 4
         assert verify(tmp_path, fetched[1], "--checkpoint", str(first_checkpoint), "--bgs", bgs.url)[0] == 0
 

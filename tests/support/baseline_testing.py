@@ -35,12 +35,13 @@ def measurements(seed: int = 0) -> ExpectedMeasurements:
     )
 
 
-def metadata() -> BaselineMetadata:
-    """Metadata with every field set, valid 2025-01-01 to 2030-01-01."""
+def metadata(seed: int = 0) -> BaselineMetadata:
+    """Metadata with every field set, valid 2025-01-01 to 2030-01-01, for `measurements(seed)`
+    (version 1.2.<3 + seed>: a version names one set of measurements)."""
     return BaselineMetadata.model_validate(
         {
             "name": "payments",
-            "version": "1.2.3",
+            "version": f"1.2.{3 + seed}",
             "vmm": {"type": "qemu", "version": "9.1.0", "machine": "q35", "vcpus": 2, "memory_mib": 2048},
             "builder": {"id": "https://github.com/teeplane/teeplane/.github/workflows/baseline.yml@refs/heads/main"},
             "source": {"uri": "git+https://github.com/teeplane/payments", "digest": {"gitCommit": "ab" * 20}},
@@ -51,7 +52,7 @@ def metadata() -> BaselineMetadata:
 
 def document(seed: int = 0) -> BaselineDocument:
     """The baseline document of `measurements(seed)` with `metadata()`."""
-    return build_document(measurements(seed), metadata())
+    return build_document(measurements(seed), metadata(seed))
 
 
 def signed(seed: int, signer: Signer) -> dsse.Envelope:

@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 
 from teeplane.attestation.agent import ephemeral_tee_key
 from teeplane.attestation.binding import b64url_decode, b64url_encode, report_data_for
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.ras.app import create_ras_app
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.collateral import CollateralCache
@@ -23,6 +22,7 @@ from teeplane.attestation.ras.store import RasStore
 from teeplane.attestation.reference import AppraisalPolicy, ReferenceValues
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.eventlog import write_event_log
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.attestation.sim.td import SimulatedTd
 from teeplane.attestation.tdx.collateral import load_bundle

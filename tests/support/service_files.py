@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.sim.collateral import bundle_json
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority, pem
 from teeplane.attestation.sim.td import SimulatedTd
 

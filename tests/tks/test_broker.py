@@ -17,8 +17,8 @@ from joserfc.jwk import ECKey
 from ras_testing import NOW, WORKLOAD, Ras, evidence_request, make_ras, reference_for
 
 from teeplane.attestation.agent import ephemeral_tee_key
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.reference import AppraisalPolicy
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.errors import TeeplaneError
 from teeplane.tks.broker import KeyBroker
