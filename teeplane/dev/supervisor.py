@@ -109,16 +109,21 @@ def stop(layout: Layout, names: Iterable[str], grace: float = STOP_GRACE) -> lis
     forget them; the pids that were running."""
     pids = [found.pid for name in names if (found := running(layout, name)) is not None]
     _signal_groups(pids, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(POLL)
+    _wait_until(lambda: not any(alive(pid) for pid in pids), grace)
     # The group too: no child of a stopped process survives it.
     _signal_groups(pids, signal.SIGKILL)
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline + grace:
-        time.sleep(POLL)
+    # Once `up` has exited they are init's children: a moment for init to reap them, so that a check
+    # right after `down` finds no trace of them.
+    _wait_until(lambda: not any(alive(pid) or Path(f"/proc/{pid}").exists() for pid in pids), grace)
     for name in names:
         layout.run_record(name).unlink(missing_ok=True)
     return pids
+
+
+def _wait_until(done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(POLL)
 
 
 def _signal_groups(pids: list[int], sig: signal.Signals) -> None:
