@@ -32,8 +32,8 @@ from teeplane.dev.errors import DevError
 from teeplane.dev.layout import Layout
 from teeplane.dev.ports import choose
 from teeplane.dev.stack import Stack, down, status, up
-from teeplane.tks.jwe import open_for_tee
 from teeplane.tks.client import TksClient
+from teeplane.tks.jwe import open_for_tee
 from teeplane.tks.models import CreateKey, ReleasePolicy
 from teeplane.tls import trusting
 
@@ -202,7 +202,7 @@ def test_load_and_status_of_an_empty_directory(tmp_path: Path) -> None:
     shown = run_teeplane("dev", "status", "--state-dir", str(tmp_path), cwd=tmp_path)
     assert shown.returncode == 3 and "nothing was started" in shown.stdout
     (tmp_path / "stack.json").write_text("{}")
-    with pytest.raises(DevError, match="dev.state_corrupt"):
+    with pytest.raises(DevError, match=r"dev\.state_corrupt"):
         Stack.load(tmp_path)
 
 
