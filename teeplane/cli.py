@@ -15,6 +15,7 @@ from teeplane.attestation.verify_cli import verify_command
 from teeplane.baseline.cli import app as baseline_app
 from teeplane.baseline.service.cli import app as bgs_app
 from teeplane.demo.cli import demo_command
+from teeplane.dev.cli import app as dev_app
 from teeplane.operator.cli import app as operator_app
 from teeplane.tks.cli import app as tks_app
 from teeplane.tks.keys_cli import app as keys_app
@@ -52,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(baseline_app, name="baseline")
 app.add_typer(bgs_app, name="bgs")
 app.add_typer(operator_app, name="operator")
+app.add_typer(dev_app, name="dev")
 app.command("verify")(verify_command)
 app.command("demo")(demo_command)
 
