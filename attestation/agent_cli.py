@@ -21,6 +21,7 @@ from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.models import WorkloadIdentity
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.options import CaFile
+from teeplane.remote import RemoteError
 from teeplane.retry import retrying
 from teeplane.tks.client import TksClient
 from teeplane.tks.key_files import DEFAULT_MODE, parse_key_mappings, release_keys, write_key_files
@@ -43,7 +44,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _fail(error: TeeplaneError, as_json: bool) -> typer.Exit:
-    typer.echo(json.dumps({"errors": [error.to_dict()]}) if as_json else f"error {error}", err=not as_json)
+    """Print the error (with every error a service listed, each naming where) and the exit to raise."""
+    errors = (error.errors if isinstance(error, RemoteError) else []) or [error.to_dict()]
+    typer.echo(json.dumps({"errors": errors}) if as_json else f"error {error}", err=not as_json)
     return typer.Exit(error.exit_code)
 
 

@@ -36,7 +36,7 @@ def demo_command(
     Starts the development stack first when it is not running (`teeplane dev up`); it is left running
     (`teeplane dev down` stops it). Exit 0 when every step had its expected outcome.
     """
-    console = Console()
+    console = Console(soft_wrap=True)
     state = state_dir or default_state_dir()
     try:
         with console.status("starting the development stack") as status:

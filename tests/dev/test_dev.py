@@ -17,7 +17,6 @@ from processes import run_teeplane
 from ras_testing import reference_for
 
 from teeplane.attestation.agent import attest
-from teeplane.attestation.demo import boot_example_td
 from teeplane.attestation.eps.app import create_eps_app
 from teeplane.attestation.eps.client import EpsClient
 from teeplane.attestation.eps.provider import SimulatedTdxProvider
@@ -25,6 +24,7 @@ from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.ras.models import WorkloadIdentity
 from teeplane.attestation.reference import AppraisalPolicy
 from teeplane.attestation.sim.collateral import bundle_json
+from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority
 from teeplane.dev import supervisor
 from teeplane.dev.components import TIERS

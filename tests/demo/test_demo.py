@@ -1,0 +1,57 @@
+"""`teeplane demo`, the README's main command, as a user runs it: every step reaches its expected
+outcome even when a TKS replica (the leader) is killed during the run, and `teeplane dev down`
+leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+from processes import TEEPLANE, run_teeplane
+
+from teeplane.dev import supervisor
+from teeplane.dev.components import TIERS
+from teeplane.dev.layout import Layout
+from teeplane.dev.stack import Stack
+from teeplane.tls import trusting
+
+STEPS = 10
+COMPONENTS = [name for tier in TIERS for name in tier if name != "operator"]
+
+
+def _kill_the_tks_leader(state: Path) -> str:
+    ca_file = Stack.load(state).ca_file
+    for name in (n for n in COMPONENTS if n.startswith("tks")):
+        found = supervisor.running(Layout.of(state), name)
+        if found and httpx.get(found.url + "/healthz", verify=trusting(ca_file), timeout=5).status_code == 200:
+            os.kill(found.pid, signal.SIGKILL)
+            return name
+    raise AssertionError("no TKS leader")
+
+
+def test_the_demo_passes_while_a_tks_replica_dies_and_down_leaves_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    demo = subprocess.Popen([*TEEPLANE, "demo", "--no-kube", "--state-dir", str(state)], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    lines, killed = [], None
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            lines.append(line)
+            if line.startswith(" 2. ok") and killed is None:  # the baseline is logged; keys come next
+                killed = _kill_the_tks_leader(state)
+        assert demo.wait(timeout=600) == 0, "".join(lines)
+        output = "".join(lines)
+        assert killed is not None and "demo passed" in output and "FAILED" not in output
+        assert sum(line[4:6] == "ok" for line in lines) == STEPS, output
+        assert "plaintext: b'ledger entry 42: alice pays bob 10 EUR'" in output
+        assert "policy.measurement_mismatch at measurements.rtmr1" in output
+    finally:
+        pids = [r.pid for n in COMPONENTS if (r := supervisor.record(Layout.of(state), n))]
+        down = run_teeplane("dev", "down", "--state-dir", str(state), cwd=tmp_path)
+        demo.kill()
+    assert down.returncode == 0, down.stderr
+    assert pids and not [pid for pid in pids if supervisor.alive(pid)]
