@@ -43,7 +43,8 @@ def strict(schema: Any) -> Any:
     if schema.get("format") == "int-or-string" or schema.get("x-kubernetes-int-or-string"):
         return INT_OR_STRING
     out = {key: strict(value) for key, value in schema.items()}
-    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    open_ended = "additionalProperties" in out or out.get("x-kubernetes-preserve-unknown-fields")
+    if "properties" in out and not open_ended:
         out["additionalProperties"] = False
     return out
 
