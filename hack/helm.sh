@@ -22,11 +22,18 @@ trap 'rm -rf "$tmp"' EXIT
 echo "building helm $HELM_VERSION into $out" >&2
 start=$SECONDS
 mkdir -p "$tmp"
-# helm's module has no replace directives, so `go install module@version` builds it as released;
-# the version stamp is the one helm's Makefile sets.
-GOBIN="$tmp" GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false nice -n 10 go install -trimpath \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-  "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+# The stamps helm's Makefile sets: its version, and the Kubernetes version `helm template` and
+# `helm lint` assume (1.<minor> of the k8s.io/client-go it requires), without which they assume v1.20.
+helm_mod="$(cd "$tmp" && go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^\s*"GoMod": "\(.*\)",\?$/\1/p')"
+kube_minor="$(sed -n 's/^\s*k8s\.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$helm_mod")"
+[ -n "$kube_minor" ] || { echo "no k8s.io/client-go requirement in $helm_mod" >&2; exit 1; }
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$kube_minor"
+done
+# helm's module has no replace directives, so `go install module@version` builds it as released.
+GOBIN="$tmp" nice -n 10 go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 rm -rf "$out" && mv "$tmp" "$out"
 cached || { echo "built helm does not report $HELM_VERSION" >&2; exit 1; }
 echo "built helm $HELM_VERSION in $((SECONDS - start))s" >&2

@@ -34,15 +34,28 @@ def file_name(group: str, version: str, kind: str) -> str:
     return f"{kind}{suffix}.json".lower()
 
 
+# Keywords whose value is a map of names to schemas, one schema, or a list of schemas.
+SCHEMA_MAPS = ("properties", "patternProperties", "definitions")
+SCHEMA_ONE = ("items", "additionalProperties", "not")
+SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
+
+
 def strict(schema: Any) -> Any:
     """A copy of `schema` where every object schema with properties refuses unknown ones."""
-    if isinstance(schema, list):
-        return [strict(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    if schema.get("format") == "int-or-string" or schema.get("x-kubernetes-int-or-string"):
+    if schema.get("format") == "int-or-string" or schema.get("x-kubernetes-int-or-string") is True:
         return INT_OR_STRING
-    out = {key: strict(value) for key, value in schema.items()}
+    out: Schema = {}
+    for key, value in schema.items():
+        if key in SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {name: strict(sub) for name, sub in value.items()}
+        elif key in SCHEMA_ONE and isinstance(value, dict):
+            out[key] = strict(value)
+        elif key in SCHEMA_LISTS and isinstance(value, list):
+            out[key] = [strict(sub) for sub in value]
+        else:
+            out[key] = value
     open_ended = "additionalProperties" in out or out.get("x-kubernetes-preserve-unknown-fields")
     if "properties" in out and not open_ended:
         out["additionalProperties"] = False
