@@ -229,10 +229,10 @@ def test_missing_required_value_fails_naming_it(
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("operator.replicas=two", "operator.replicas"),
-        ("image.digest=sha256:short", "image.digest"),
-        ("tks.kek.mode=vault", "tks.kek.mode"),
-        ("operator.replicaz=2", "replicaz"),
+        ("operator.replicas=two", "at '/operator/replicas': got string, want integer"),
+        ("image.digest=sha256:short", "at '/image/digest': 'sha256:short' does not match pattern"),
+        ("tks.kek.mode=vault", "at '/tks/kek/mode': value must be one of 'file', 'pkcs11'"),
+        ("operator.replicaz=2", "at '/operator': additional properties 'replicaz' not allowed"),
     ],
 )
 def test_schema_refuses_a_wrong_value(tools: Tools, values_files: dict[str, Path], setting: str, message: str) -> None:
