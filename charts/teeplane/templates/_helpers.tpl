@@ -65,14 +65,14 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Pod-level settings shared by every TEEPlane pod: image pull secrets, security context. */}}
 {{- define "teeplane.podSpec" -}}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- with .Values.image.pullSecrets }}
 imagePullSecrets:
 {{- range . }}
 - name: {{ . }}
 {{- end }}
 {{- end }}
-securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
 {{- end -}}
 
 {{/* The TEEPlane container's fixed part: image, security context, writable /tmp, the TLS material. */}}
@@ -83,19 +83,20 @@ securityContext:
   {{- toYaml .Values.containerSecurityContext | nindent 2 }}
 {{- end -}}
 
-{{/* Arguments that make a service serve HTTPS with the TLS Secret (mounted at /etc/teeplane/tls). */}}
+{{/* Arguments that make a service serve HTTPS with the TLS Secret (mounted at /etc/teeplane/tls); empty
+without TLS, so callers use `with`. */}}
 {{- define "teeplane.tlsArgs" -}}
-{{- if .Values.tls.existingSecret }}
+{{- if .Values.tls.existingSecret -}}
 - --tls-cert=/etc/teeplane/tls/tls.crt
 - --tls-key=/etc/teeplane/tls/tls.key
-{{- end }}
+{{- end -}}
 {{- end -}}
 
-{{/* Clients' CA argument with TLS. */}}
+{{/* Clients' CA argument with TLS; empty without. */}}
 {{- define "teeplane.caArg" -}}
-{{- if .Values.tls.existingSecret }}
+{{- if .Values.tls.existingSecret -}}
 - --ca-file=/etc/teeplane/tls/ca.crt
-{{- end }}
+{{- end -}}
 {{- end -}}
 
 {{/* Volume mounts every TEEPlane container has: /tmp, and the TLS Secret when set. */}}
