@@ -3,8 +3,8 @@
 #   docker build -t REGISTRY/teeplane:0.1.0 . && docker push REGISTRY/teeplane:0.1.0
 # then install the chart with image.digest set to the digest the push reports.
 # The base is pinned by tag only (no registry was reachable to read its digest when this was
-# written): for a reproducible build pass PYTHON_IMAGE=python:3.12-slim-bookworm@sha256:<digest>.
-ARG PYTHON_IMAGE=docker.io/library/python:3.12-slim-bookworm
+# written): for a reproducible build pass PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:<digest>.
+ARG PYTHON_IMAGE=docker.io/library/python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 # A compiler for any dependency without a wheel for this platform; it stays in this stage.
