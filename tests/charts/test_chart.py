@@ -42,7 +42,9 @@ EVERYTHING: dict[str, Any] = {
     "ras": {"adminTokens": {"existingSecret": "ras-admin"}, "extraArgs": ["--pcs-url", "https://pccs.example"],
             "persistence": {"storageClass": "fast"}},
     "tks": {"adminTokens": {"existingSecret": "tks-admin"}, "podAntiAffinity": "preferred",
-            "kek": {"mode": "pkcs11"}, "env": [{"name": "TEEPLANE_TKS_PKCS11_TOKEN", "value": "teeplane"}]},
+            "kek": {"mode": "pkcs11"}, "env": [{"name": "TEEPLANE_TKS_PKCS11_MODULE", "value": "/hsm/libhsm.so"}],
+            "extraVolumes": [{"name": "hsm", "hostPath": {"path": "/opt/hsm"}}],
+            "extraVolumeMounts": [{"name": "hsm", "mountPath": "/hsm", "readOnly": True}]},
     "bgs": {"origin": "bgs.example.com/baselines", "adminTokens": {"existingSecret": "bgs-admin"},
             "keys": {"existingSecret": "bgs-keys"}},
     "runtimeClasses": {"create": True},
@@ -154,10 +156,12 @@ def test_render_passes_kubeconform_strict(tools: Tools, values_files: dict[str, 
 def test_kubeconform_schemas_refuse_unknown_fields(tools: Tools, kind: str, field: list[str]) -> None:
     """The generated schemas are strict: a misspelt field fails (so a clean run above means something)."""
     example = REPO / "examples" / "confidentialworkload.yaml"
+    # A number where the API has a resource.Quantity (a string) is what YAML authors write: accepted.
+    container = {"name": "c", "image": "i", "resources": {"limits": {"cpu": 1, "memory": "1Gi"}}}
     deployment: dict[str, Any] = {
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
-            "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+            "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [container]}}},
     }  # fmt: skip
     manifest = deployment if kind == "Deployment" else yaml.safe_load(example.read_text())
     assert kubeconform(tools, yaml.safe_dump(manifest)).returncode == 0
