@@ -3,7 +3,8 @@
 source "$(dirname "$0")/env.sh"
 
 # Real parts the tests start: SoftHSM2 (a PKCS#11 token), etcd, and Kubernetes (kube-apiserver,
-# controller manager, scheduler) with kwok; the binaries are built once into a cache, keyed by version.
+# controller manager, scheduler) with kwok; the binaries are built once into a cache, keyed by version,
+# as are helm and kubeconform (with its offline JSON schemas) for the chart tests.
 if ! command -v softhsm2-util >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
     (apt-get update -qq && apt-get install -y -qq softhsm2) >/dev/null
@@ -13,6 +14,8 @@ if ! command -v softhsm2-util >/dev/null; then
   fi
 fi
 hack/etcd.sh >/dev/null
+hack/helm.sh >/dev/null
+hack/kubeconform.sh >/dev/null
 if [ -z "${TEEPLANE_KUBECONFIG:-}" ]; then  # else the tests use that existing cluster
   echo "== Kubernetes test binaries (the first build takes about 15 minutes)"
   hack/kube.sh >/dev/null

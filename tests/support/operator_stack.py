@@ -88,11 +88,11 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 30.0, interva
 
 
 def install_chart(kubectl: Kubectl) -> None:
-    """Apply the chart's CRDs, then its templates, exactly as they are in the repository."""
+    """Apply the chart's CRDs, then its operator RBAC (plain YAML), exactly as they are in the repository."""
     kubectl("apply", "-f", str(CHART / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
     kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    kubectl("apply", "-f", str(CHART / "templates"))
+    kubectl("apply", "-f", str(CHART / "templates" / "operator-rbac.yaml"))
 
 
 def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
