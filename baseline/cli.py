@@ -238,7 +238,9 @@ def publish(
 
 @app.command("fetch")
 def fetch(
-    baseline_id: Annotated[str, typer.Argument(metavar="ID", help="Baseline ID, sha256:<hex>.")],
+    baseline_id: Annotated[
+        str, typer.Argument(metavar="ID", help="Baseline ID (sha256:<hex>) or name@version (the latest of it).")
+    ],
     bgs: _Bgs,
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the bundle.")],
     since: Annotated[

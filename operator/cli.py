@@ -129,7 +129,7 @@ async def _run(
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=standalone,
-            peering_name=peering,
+            peering_name=None if standalone else peering,  # a name makes Kopf wait for peering
             priority=priority,
             liveness_endpoint=liveness,
         )

@@ -1,15 +1,17 @@
-"""`teeplane demo`, the README's main command, as a user runs it: every step reaches its expected
-outcome even when a TKS replica (the leader) is killed during the run, and `teeplane dev down`
-leaves no process behind."""
+"""`teeplane demo`, the README's main command, as a user runs it, with the local Kubernetes: every
+step reaches its expected outcome even when a TKS replica (the leader) is killed during the run, and
+`teeplane dev down` leaves no process behind."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 from processes import TEEPLANE, run_teeplane
 
 from teeplane.dev import supervisor
@@ -18,8 +20,8 @@ from teeplane.dev.layout import Layout
 from teeplane.dev.stack import Stack
 from teeplane.tls import trusting
 
-STEPS = 10
-COMPONENTS = [name for tier in TIERS for name in tier if name != "operator"]
+STEPS = 12
+COMPONENTS = [name for tier in TIERS for name in tier]
 
 
 def _kill_the_tks_leader(state: Path) -> str:
@@ -32,9 +34,10 @@ def _kill_the_tks_leader(state: Path) -> str:
     raise AssertionError("no TKS leader")
 
 
+@pytest.mark.kube
 def test_the_demo_passes_while_a_tks_replica_dies_and_down_leaves_nothing(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    demo = subprocess.Popen([*TEEPLANE, "demo", "--no-kube", "--state-dir", str(state)], cwd=tmp_path,
+    demo = subprocess.Popen([*TEEPLANE, "demo", "--kube", "--state-dir", str(state)], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     lines, killed = [], None
     try:
@@ -49,9 +52,13 @@ def test_the_demo_passes_while_a_tks_replica_dies_and_down_leaves_nothing(tmp_pa
         assert sum(line[4:6] == "ok" for line in lines) == STEPS, output
         assert "plaintext: b'ledger entry 42: alice pays bob 10 EUR'" in output
         assert "policy.measurement_mismatch at measurements.rtmr1" in output
+        assert "confidentialworkload.teeplane.io/ledger created" in output
+        assert re.search(r"^\s+Ready\s+True\s", output, re.MULTILINE), output
     finally:
         pids = [r.pid for n in COMPONENTS if (r := supervisor.record(Layout.of(state), n))]
         down = run_teeplane("dev", "down", "--state-dir", str(state), cwd=tmp_path)
         demo.kill()
     assert down.returncode == 0, down.stderr
-    assert pids and not [pid for pid in pids if supervisor.alive(pid)]
+    assert len(pids) == len(COMPONENTS) and not [pid for pid in pids if supervisor.alive(pid)]
+    survivors = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True, check=False).stdout
+    assert not survivors, survivors  # the cluster's processes too
