@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,3 +226,27 @@ def test_ports_are_kept_unless_taken_while_stopped() -> None:
     # x runs (its ports stay even though in use), y stopped and its port taken, z never had one.
     chosen = choose(saved, owners, {"x"}, free=lambda port: port not in taken, fresh=fresh)
     assert chosen == {"a": 1001, "a-peer": 1002, "b": 2000, "c": 2001}
+
+
+@pytest.mark.kube
+def test_up_with_kubernetes_runs_the_operator_and_down_stops_the_cluster(tmp_path: Path) -> None:
+    try:
+        stack = up(tmp_path, kube=True)
+        assert stack.kubeconfig == tmp_path / "cluster" / "kubeconfig"
+        found = {s.name: s for s in status(tmp_path)}
+        assert list(found) == [*COMPONENTS, "operator", "kubernetes"]
+        assert all(s.healthy for s in found.values()), found
+        crd = subprocess.run(
+            ["kubectl", "--kubeconfig", str(stack.kubeconfig), "get", "crd", "confidentialworkloads.teeplane.io"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert crd.returncode == 0, crd.stderr
+        pids = {s.pid for s in found.values() if s.pid} | {
+            int(p.read_text()) for p in (tmp_path / "cluster" / "run").glob("*.pid")
+        }
+        assert up(tmp_path, kube=True) == stack
+        assert {s.pid for s in status(tmp_path) if s.pid} <= pids
+    finally:
+        down(tmp_path)
+    assert _sessions(pids) == [] and not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert not any(s.running for s in status(tmp_path))
