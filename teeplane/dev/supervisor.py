@@ -169,4 +169,9 @@ def _fail(layout: Layout, started: Record, what: str) -> None:
         last = tail(log.read_text(errors="replace"))
     except OSError:
         last = "(no log)"
-    raise DevError(COMPONENT_FAILED, f"{started.name} {what}; the end of {log}:\n{last}", where=started.name)
+    raise DevError(
+        COMPONENT_FAILED,
+        f"{started.name} {what} (what started keeps running: `teeplane dev up` again after a fix, or "
+        f"`teeplane dev down`); the end of {log}:\n{last}",
+        where=started.name,
+    )

@@ -32,7 +32,7 @@ from teeplane.dev.components import TIERS
 from teeplane.dev.errors import DevError
 from teeplane.dev.layout import Layout
 from teeplane.dev.ports import choose
-from teeplane.dev.stack import Stack, down, status, up
+from teeplane.dev.stack import Stack, default_state_dir, down, status, up
 from teeplane.tks.client import TksClient
 from teeplane.tks.jwe import open_for_tee
 from teeplane.tks.models import CreateKey, ReleasePolicy
@@ -54,7 +54,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _pids(state: Path) -> dict[str, int]:
-    layout = Layout.of(state)
+    layout = Layout(state)
     return {name: found.pid for name in COMPONENTS if (found := supervisor.running(layout, name))}
 
 
@@ -152,7 +152,7 @@ def test_killing_a_tks_replica_leaves_tks_serving_and_up_restarts_it(state: Path
 
 
 def test_a_component_that_cannot_start_fails_up_naming_it(state: Path) -> None:
-    layout = Layout.of(state)
+    layout = Layout(state)
     key = layout.bgs_signing_key
     good = key.read_bytes()
     supervisor.stop(layout, ["bgs"])
@@ -212,6 +212,17 @@ def test_load_and_status_of_an_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text("{}")
     with pytest.raises(DevError, match=r"dev\.state_corrupt"):
         Stack.load(tmp_path)
+    down(tmp_path / "never-up", purge=True)
+    down(tmp_path, purge=True)
+    assert not tmp_path.exists()
+
+
+def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TEEPLANE_DEV_STATE", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / "teeplane" / "dev"
+    monkeypatch.setenv("TEEPLANE_DEV_STATE", "/somewhere/else")
+    assert default_state_dir() == Path("/somewhere/else")
 
 
 def test_ports_are_kept_unless_taken_while_stopped() -> None:
