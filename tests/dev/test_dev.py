@@ -14,8 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey
-from processes import run_teeplane
 from ras_testing import reference_for
+from typer.testing import CliRunner, Result
 
 from teeplane.attestation.agent import attest
 from teeplane.attestation.demo import boot_example_td
@@ -27,6 +27,7 @@ from teeplane.attestation.ras.models import WorkloadIdentity
 from teeplane.attestation.reference import AppraisalPolicy
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.pki import SimulationAuthority
+from teeplane.cli import app
 from teeplane.dev import supervisor
 from teeplane.dev.components import TIERS
 from teeplane.dev.errors import DevError
@@ -51,6 +52,11 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield directory
     finally:
         down(directory)
+
+
+def _dev(*args: str, env: dict[str, str] | None = None) -> Result:
+    """`teeplane dev ARGS` (in this process: the command line, its output and exit code)."""
+    return CliRunner().invoke(app, ["dev", *args], env=env)
 
 
 def _pids(state: Path) -> dict[str, int]:
@@ -106,8 +112,8 @@ def test_a_second_up_only_checks_and_everything_is_healthy(state: Path) -> None:
     stack = Stack.load(state)
     pids = _pids(state)
     assert sorted(pids) == sorted(COMPONENTS)
-    again = run_teeplane("dev", "up", "--state-dir", str(state), "--no-kube", "--json", cwd=state)
-    assert again.returncode == 0, again.stderr
+    again = _dev("up", "--state-dir", str(state), "--no-kube", "--json")
+    assert again.exit_code == 0, again.stderr
     assert Stack.load(state) == stack
     assert json.loads(again.stdout) == json.loads(stack.to_json())
     assert _pids(state) == pids, "a second up restarted something"
@@ -118,8 +124,8 @@ def test_a_second_up_only_checks_and_everything_is_healthy(state: Path) -> None:
     assert len(stack.admin_token()) > 30
     unauthorized = httpx.get(stack.tks_urls[0] + "/v1/keys", verify=trusting(stack.ca_file))
     assert unauthorized.status_code == 401
-    shown = run_teeplane("dev", "status", "--state-dir", str(state), "--json", cwd=state)
-    assert shown.returncode == 0 and {c["name"] for c in json.loads(shown.stdout)["components"]} == set(COMPONENTS)
+    shown = _dev("status", "--state-dir", str(state), "--json")
+    assert shown.exit_code == 0 and {c["name"] for c in json.loads(shown.stdout)["components"]} == set(COMPONENTS)
 
 
 def test_killing_a_tks_replica_leaves_tks_serving_and_up_restarts_it(state: Path) -> None:
@@ -158,17 +164,17 @@ def test_a_component_that_cannot_start_fails_up_naming_it(state: Path) -> None:
     supervisor.stop(layout, ["bgs"])
     key.write_bytes(b"not a key")
     try:
-        failed = run_teeplane("dev", "up", "--state-dir", str(state), "--no-kube", "--json", cwd=state)
+        failed = _dev("up", "--state-dir", str(state), "--no-kube", "--json")
     finally:
         key.write_bytes(good)
-    assert failed.returncode == 2, failed.stderr
+    assert failed.exit_code == 2, failed.stderr
     (error,) = json.loads(failed.stdout)["errors"]
     assert (error["code"], error["where"]) == ("dev.component_failed", "bgs")
     assert "bgs exited" in error["message"] and str(layout.log("bgs")) in error["message"]
     assert "signing key" in error["message"]  # the tail of its log says why
-    assert "starting bgs" in failed.stderr and "Traceback" not in failed.stderr
-    unhealthy = run_teeplane("dev", "status", "--state-dir", str(state), cwd=state)
-    assert unhealthy.returncode == 3 and "bgs" in unhealthy.stdout
+    assert "starting bgs" in failed.stderr and not isinstance(failed.exception, Exception)
+    unhealthy = _dev("status", "--state-dir", str(state))
+    assert unhealthy.exit_code == 3 and "bgs" in unhealthy.stdout
     up(state, kube=False)
     assert all(s.healthy for s in status(state))
 
@@ -196,10 +202,10 @@ def test_down_leaves_no_process_and_up_brings_back_the_same_stack(state: Path) -
 
 def test_up_without_the_hack_scripts_is_a_clear_error(tmp_path: Path) -> None:
     env = {"TEEPLANE_HACK": str(tmp_path / "nowhere")}
-    failed = run_teeplane("dev", "up", "--state-dir", str(tmp_path / "state"), "--no-kube", cwd=tmp_path, env=env)
-    assert failed.returncode == 2
+    failed = _dev("up", "--state-dir", str(tmp_path / "state"), "--no-kube", env=env)
+    assert failed.exit_code == 2
     assert f"dev.hack_missing: no hack/etcd.sh in TEEPLANE_HACK={tmp_path / 'nowhere'}" in failed.stderr
-    assert "Traceback" not in failed.stderr and not (tmp_path / "state").exists()
+    assert not isinstance(failed.exception, Exception) and not (tmp_path / "state").exists()
 
 
 def test_load_and_status_of_an_empty_directory(tmp_path: Path) -> None:
@@ -207,8 +213,8 @@ def test_load_and_status_of_an_empty_directory(tmp_path: Path) -> None:
         Stack.load(tmp_path)
     assert error.value.code == "dev.not_up" and str(tmp_path) in error.value.message
     assert status(tmp_path) == []
-    shown = run_teeplane("dev", "status", "--state-dir", str(tmp_path), cwd=tmp_path)
-    assert shown.returncode == 3 and "nothing was started" in shown.stdout
+    shown = _dev("status", "--state-dir", str(tmp_path))
+    assert shown.exit_code == 3 and "nothing was started" in shown.stdout
     (tmp_path / "stack.json").write_text("{}")
     with pytest.raises(DevError, match=r"dev\.state_corrupt"):
         Stack.load(tmp_path)

@@ -41,13 +41,11 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def run_teeplane(
-    *args: str, cwd: Path, timeout: float = 60.0, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a `teeplane` command to completion (with `env` added to the environment)."""
-    environment = os.environ | {"PYTHONSAFEPATH": "1"} | (env or {})
+def run_teeplane(*args: str, cwd: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run a `teeplane` command to completion."""
+    env = os.environ | {"PYTHONSAFEPATH": "1"}
     return subprocess.run(
-        [*TEEPLANE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment, check=False
+        [*TEEPLANE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
 
 
