@@ -9,6 +9,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from teeplane.dev.stack import Stack, default_state_dir, down, status, up
@@ -36,7 +37,7 @@ def _fail(error: TeeplaneError, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"ok": False, "errors": [error.to_dict()]}, indent=2))
     else:
-        Console(stderr=True).print(f"[red]error[/] {error}", highlight=False, markup=True)
+        Console(stderr=True).print(f"[red]error[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(error.exit_code)
 
 
@@ -58,7 +59,7 @@ def up_command(
         with console.status("teeplane dev up") as spinner:
 
             def progress(message: str) -> None:
-                console.print(f"[green]•[/] {message}", highlight=False)
+                console.print(f"[green]•[/] {escape(message)}", highlight=False)
                 spinner.update(message)
 
             stack = up(state_dir or default_state_dir(), kube=kube, progress=progress)

@@ -31,7 +31,7 @@ def wanted(kube: bool | None, hack: Path) -> bool:
 
 def start(hack: Path, layout: Layout, progress: Callable[[str], None]) -> Path:
     """Start (or check) the cluster and install the CRDs; the admin kubeconfig."""
-    progress("starting Kubernetes (hack/cluster.sh up)")
+    progress("Kubernetes: hack/cluster.sh up (starts it unless it runs)")
     kubeconfig = Path(cluster(hack, "up", layout.cluster_dir).strip().splitlines()[-1])
     crds = hack.parent / "charts" / "teeplane" / "crds"
     progress(f"applying the CRDs in {crds}")

@@ -48,7 +48,7 @@ class Stack:
     @classmethod
     def load(cls, state_dir: Path) -> Stack:
         """The stack `up` wrote under `state_dir`; DevError (dev.not_up) when it is not up."""
-        path = Layout.of(state_dir).stack_file
+        path = Layout(state_dir).stack_file
         if not path.is_file():
             raise DevError(NOT_UP, f"no development stack is up under {state_dir}: run `teeplane dev up`")
         try:
@@ -92,7 +92,7 @@ def up(state_dir: Path, *, kube: bool | None = None, progress: Callable[[str], N
     health-check all of it and write STATE/stack.json. `kube`: None starts Kubernetes and the operator
     when hack/cluster.sh, its cached builds and kubectl are there; True requires them; False skips them."""
     say = progress or (lambda _: None)
-    layout = Layout.of(state_dir)
+    layout = Layout(state_dir)
     hack = hack_dir()
     with _locked(layout):
         with_kube = kubernetes.wanted(kube, hack)
@@ -141,7 +141,7 @@ def _bring_up(layout: Layout, components: list[Component], say: Callable[[str], 
 
 def down(state_dir: Path, *, purge: bool = False) -> None:
     """Stop every process of the stack (the cluster too); keep the state unless `purge`."""
-    layout = Layout.of(state_dir)
+    layout = Layout(state_dir)
     if not layout.root.is_dir():
         return
     with _locked(layout):
@@ -156,7 +156,7 @@ def down(state_dir: Path, *, purge: bool = False) -> None:
 
 def status(state_dir: Path) -> list[ComponentStatus]:
     """Each component ever started under `state_dir`: pid, URL, whether it runs and answers its health check."""
-    layout = Layout.of(state_dir)
+    layout = Layout(state_dir)
     found = []
     for name in (name for tier in TIERS for name in tier):
         record = supervisor.record(layout, name)

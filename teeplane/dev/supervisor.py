@@ -26,6 +26,7 @@ from teeplane.tls import trusting
 
 READY_TIMEOUT = 90.0
 STOP_GRACE = 10.0
+SECOND_SIGNAL_AFTER = 2.0
 POLL = 0.1
 Progress = Callable[[str], None]
 
@@ -105,10 +106,13 @@ def start(layout: Layout, component: Component) -> Record:
 
 
 def stop(layout: Layout, names: Iterable[str], grace: float = STOP_GRACE) -> list[int]:
-    """SIGTERM the process groups of `names` together, SIGKILL what is left after `grace` seconds, and
-    forget them; the pids that were running."""
+    """SIGTERM the process groups of `names` together (SIGINT after a moment), SIGKILL what is left after
+    `grace` seconds, and forget them; the pids that were running."""
     pids = [found.pid for name in names if (found := running(layout, name)) is not None]
     _signal_groups(pids, signal.SIGTERM)
+    _wait_until(lambda: not any(alive(pid) for pid in pids), SECOND_SIGNAL_AFTER)
+    # uvicorn waits for clients to close their keep-alive connections, until a SIGINT after the first signal.
+    _signal_groups([pid for pid in pids if alive(pid)], signal.SIGINT)
     _wait_until(lambda: not any(alive(pid) for pid in pids), grace)
     # The group too: no child of a stopped process survives it.
     _signal_groups(pids, signal.SIGKILL)
@@ -165,4 +169,9 @@ def _fail(layout: Layout, started: Record, what: str) -> None:
         last = tail(log.read_text(errors="replace"))
     except OSError:
         last = "(no log)"
-    raise DevError(COMPONENT_FAILED, f"{started.name} {what}; the end of {log}:\n{last}", where=started.name)
+    raise DevError(
+        COMPONENT_FAILED,
+        f"{started.name} {what} (what started keeps running: `teeplane dev up` again after a fix, or "
+        f"`teeplane dev down`); the end of {log}:\n{last}",
+        where=started.name,
+    )

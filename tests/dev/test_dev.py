@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey
-from processes import run_teeplane
 from ras_testing import reference_for
+from typer.testing import CliRunner, Result
 
 from teeplane.attestation.agent import attest
 from teeplane.attestation.eps.app import create_eps_app
@@ -26,12 +27,13 @@ from teeplane.attestation.reference import AppraisalPolicy
 from teeplane.attestation.sim.collateral import bundle_json
 from teeplane.attestation.sim.example import boot_example_td
 from teeplane.attestation.sim.pki import SimulationAuthority
+from teeplane.cli import app
 from teeplane.dev import supervisor
 from teeplane.dev.components import TIERS
 from teeplane.dev.errors import DevError
 from teeplane.dev.layout import Layout
 from teeplane.dev.ports import choose
-from teeplane.dev.stack import Stack, down, status, up
+from teeplane.dev.stack import Stack, default_state_dir, down, status, up
 from teeplane.tks.client import TksClient
 from teeplane.tks.jwe import open_for_tee
 from teeplane.tks.models import CreateKey, ReleasePolicy
@@ -52,8 +54,13 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         down(directory)
 
 
+def _dev(*args: str, env: dict[str, str] | None = None) -> Result:
+    """`teeplane dev ARGS` (in this process: the command line, its output and exit code)."""
+    return CliRunner().invoke(app, ["dev", *args], env=env)
+
+
 def _pids(state: Path) -> dict[str, int]:
-    layout = Layout.of(state)
+    layout = Layout(state)
     return {name: found.pid for name in COMPONENTS if (found := supervisor.running(layout, name))}
 
 
@@ -105,8 +112,8 @@ def test_a_second_up_only_checks_and_everything_is_healthy(state: Path) -> None:
     stack = Stack.load(state)
     pids = _pids(state)
     assert sorted(pids) == sorted(COMPONENTS)
-    again = run_teeplane("dev", "up", "--state-dir", str(state), "--no-kube", "--json", cwd=state)
-    assert again.returncode == 0, again.stderr
+    again = _dev("up", "--state-dir", str(state), "--no-kube", "--json")
+    assert again.exit_code == 0, again.stderr
     assert Stack.load(state) == stack
     assert json.loads(again.stdout) == json.loads(stack.to_json())
     assert _pids(state) == pids, "a second up restarted something"
@@ -117,8 +124,8 @@ def test_a_second_up_only_checks_and_everything_is_healthy(state: Path) -> None:
     assert len(stack.admin_token()) > 30
     unauthorized = httpx.get(stack.tks_urls[0] + "/v1/keys", verify=trusting(stack.ca_file))
     assert unauthorized.status_code == 401
-    shown = run_teeplane("dev", "status", "--state-dir", str(state), "--json", cwd=state)
-    assert shown.returncode == 0 and {c["name"] for c in json.loads(shown.stdout)["components"]} == set(COMPONENTS)
+    shown = _dev("status", "--state-dir", str(state), "--json")
+    assert shown.exit_code == 0 and {c["name"] for c in json.loads(shown.stdout)["components"]} == set(COMPONENTS)
 
 
 def test_killing_a_tks_replica_leaves_tks_serving_and_up_restarts_it(state: Path) -> None:
@@ -151,24 +158,23 @@ def test_killing_a_tks_replica_leaves_tks_serving_and_up_restarts_it(state: Path
 
 
 def test_a_component_that_cannot_start_fails_up_naming_it(state: Path) -> None:
-    layout = Layout.of(state)
+    layout = Layout(state)
     key = layout.bgs_signing_key
     good = key.read_bytes()
     supervisor.stop(layout, ["bgs"])
     key.write_bytes(b"not a key")
     try:
-        failed = run_teeplane("dev", "up", "--state-dir", str(state), "--no-kube", "--json", cwd=state)
-        plain = run_teeplane("dev", "up", "--state-dir", str(state), "--no-kube", cwd=state)
+        failed = _dev("up", "--state-dir", str(state), "--no-kube", "--json")
     finally:
         key.write_bytes(good)
-    assert failed.returncode == 2, failed.stderr
+    assert failed.exit_code == 2, failed.stderr
     (error,) = json.loads(failed.stdout)["errors"]
     assert (error["code"], error["where"]) == ("dev.component_failed", "bgs")
     assert "bgs exited" in error["message"] and str(layout.log("bgs")) in error["message"]
-    assert plain.returncode == 2 and "dev.component_failed: bgs exited" in plain.stderr
-    assert "Traceback" not in plain.stderr
-    unhealthy = run_teeplane("dev", "status", "--state-dir", str(state), cwd=state)
-    assert unhealthy.returncode == 3 and "bgs" in unhealthy.stdout
+    assert "signing key" in error["message"]  # the tail of its log says why
+    assert "starting bgs" in failed.stderr and not isinstance(failed.exception, Exception)
+    unhealthy = _dev("status", "--state-dir", str(state))
+    assert unhealthy.exit_code == 3 and "bgs" in unhealthy.stdout
     up(state, kube=False)
     assert all(s.healthy for s in status(state))
 
@@ -194,16 +200,35 @@ def test_down_leaves_no_process_and_up_brings_back_the_same_stack(state: Path) -
     assert _release(again, again.tks_urls[0], "survives-restart", token, tee_key) == before
 
 
+def test_up_without_the_hack_scripts_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"TEEPLANE_HACK": str(tmp_path / "nowhere")}
+    failed = _dev("up", "--state-dir", str(tmp_path / "state"), "--no-kube", env=env)
+    assert failed.exit_code == 2
+    assert f"dev.hack_missing: no hack/etcd.sh in TEEPLANE_HACK={tmp_path / 'nowhere'}" in failed.stderr
+    assert not isinstance(failed.exception, Exception) and not (tmp_path / "state").exists()
+
+
 def test_load_and_status_of_an_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(DevError) as error:
         Stack.load(tmp_path)
     assert error.value.code == "dev.not_up" and str(tmp_path) in error.value.message
     assert status(tmp_path) == []
-    shown = run_teeplane("dev", "status", "--state-dir", str(tmp_path), cwd=tmp_path)
-    assert shown.returncode == 3 and "nothing was started" in shown.stdout
+    shown = _dev("status", "--state-dir", str(tmp_path))
+    assert shown.exit_code == 3 and "nothing was started" in shown.stdout
     (tmp_path / "stack.json").write_text("{}")
     with pytest.raises(DevError, match=r"dev\.state_corrupt"):
         Stack.load(tmp_path)
+    down(tmp_path / "never-up", purge=True)
+    down(tmp_path, purge=True)
+    assert not tmp_path.exists()
+
+
+def test_default_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("TEEPLANE_DEV_STATE", raising=False)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert default_state_dir() == tmp_path / "teeplane" / "dev"
+    monkeypatch.setenv("TEEPLANE_DEV_STATE", "/somewhere/else")
+    assert default_state_dir() == Path("/somewhere/else")
 
 
 def test_ports_are_kept_unless_taken_while_stopped() -> None:
@@ -218,3 +243,27 @@ def test_ports_are_kept_unless_taken_while_stopped() -> None:
     # x runs (its ports stay even though in use), y stopped and its port taken, z never had one.
     chosen = choose(saved, owners, {"x"}, free=lambda port: port not in taken, fresh=fresh)
     assert chosen == {"a": 1001, "a-peer": 1002, "b": 2000, "c": 2001}
+
+
+@pytest.mark.kube
+def test_up_with_kubernetes_runs_the_operator_and_down_stops_the_cluster(tmp_path: Path) -> None:
+    try:
+        stack = up(tmp_path, kube=True)
+        assert stack.kubeconfig == tmp_path / "cluster" / "kubeconfig"
+        found = {s.name: s for s in status(tmp_path)}
+        assert list(found) == [*COMPONENTS, "operator", "kubernetes"]
+        assert all(s.healthy for s in found.values()), found
+        crd = subprocess.run(
+            ["kubectl", "--kubeconfig", str(stack.kubeconfig), "get", "crd", "confidentialworkloads.teeplane.io"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert crd.returncode == 0, crd.stderr
+        pids = {s.pid for s in found.values() if s.pid} | {
+            int(p.read_text()) for p in (tmp_path / "cluster" / "run").glob("*.pid")
+        }
+        assert up(tmp_path, kube=True) == stack
+        assert {s.pid for s in status(tmp_path) if s.pid} <= pids
+    finally:
+        down(tmp_path)
+    assert _sessions(pids) == [] and not any(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert not any(s.running for s in status(tmp_path))
