@@ -20,13 +20,20 @@ import yaml
 from kube_cluster import kubeconfig  # noqa: F401
 from operator_stack import CHART, OPERATOR_NAMESPACE, REPO, Kubectl, install_chart
 
+from teeplane.baseline.keys import generate_signer, public_pem
+from teeplane.baseline.tlog.note import Signer as LogSigner
+
 # A first build on 2 busy CPUs takes minutes.
 BUILD_TIMEOUT = 3600.0
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 SCHEMA_FILE = "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+#: What the operator trusts baselines under: a signer's public key and the log's verifier key.
+BASELINE_TRUST = {"signerKeys": [public_pem(generate_signer()).decode()],
+                  "logKey": LogSigner.generate("bgs.example.com/baselines").verifier.vkey}  # fmt: skip
 #: The values without defaults: the chart renders with these and the rest as values.yaml sets them.
 REQUIRED: dict[str, Any] = {
     "image": {"digest": DIGEST},
+    "operator": {"baselineTrust": BASELINE_TRUST},
     "etcd": {"endpoints": "etcd-0.example:2379,etcd-1.example:2379"},
     "ras": {"adminTokens": {"existingSecret": "ras-admin"}},
     "tks": {"adminTokens": {"existingSecret": "tks-admin"}, "kek": {"existingSecret": "tks-kek"}},
@@ -38,7 +45,8 @@ EVERYTHING: dict[str, Any] = {
     "image": {"digest": DIGEST, "pullSecrets": ["registry"]},
     "tls": {"existingSecret": "teeplane-tls"},
     "etcd": {"bundled": {"enabled": True, "image": {"digest": DIGEST}}},
-    "operator": {"namespaces": ["apps", "more-apps"], "nodeSelector": {"kubernetes.io/os": "linux"}},
+    "operator": {"namespaces": ["apps", "more-apps"], "nodeSelector": {"kubernetes.io/os": "linux"},
+                 "baselineTrust": BASELINE_TRUST, "resyncInterval": 60},
     "ras": {"adminTokens": {"existingSecret": "ras-admin"}, "extraArgs": ["--pcs-url", "https://pccs.example"],
             "persistence": {"storageClass": "fast"}},
     "tks": {"adminTokens": {"existingSecret": "tks-admin"}, "podAntiAffinity": "preferred",
@@ -181,7 +189,13 @@ def test_render_has_the_shape_the_chart_promises(tools: Tools, values_files: dic
     assert tks["replicas"] == 3
     assert tks["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert objects[("PodDisruptionBudget", "teeplane-tks")]["spec"]["maxUnavailable"] == 1
-    assert objects[("Deployment", "teeplane-operator")]["spec"]["replicas"] == 2
+    operator = objects[("Deployment", "teeplane-operator")]["spec"]
+    assert operator["replicas"] == 2
+    args = operator["template"]["spec"]["containers"][0]["args"]
+    trust = objects[("ConfigMap", "teeplane-operator-baseline-trust")]["data"]
+    assert "--baseline-signer-key=/etc/teeplane/baseline-trust/signer-0.pem" in args
+    assert "--baseline-log-key=/etc/teeplane/baseline-trust/log.vkey" in args
+    assert (trust["signer-0.pem"], trust["log.vkey"]) == (BASELINE_TRUST["signerKeys"][0], BASELINE_TRUST["logKey"])
     assert objects[("StatefulSet", "teeplane-bgs")]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "state"
     assert ("ServiceMonitor", "teeplane-ras") not in objects
     assert not any(kind == "RuntimeClass" for kind, _ in objects)
@@ -220,6 +234,7 @@ def test_render_is_accepted_by_the_api_server(
         ("etcd.endpoints", "etcd.endpoints is required"),
         ("tks.kek.existingSecret", "tks.kek.existingSecret is required"),
         ("ras.adminTokens.existingSecret", "ras.adminTokens.existingSecret is required"),
+        ("operator.baselineTrust.logKey", "operator.baselineTrust.logKey is required"),
     ],
 )
 def test_missing_required_value_fails_naming_it(
