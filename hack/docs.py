@@ -16,6 +16,7 @@ regenerates into a temporary directory and compares.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def cli_markdown(out: Path) -> None:
         [sys.executable, "-m", "typer", "teeplane.cli", "utils", "docs", "--name", "teeplane", "--output", str(out)],
         check=True,
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},  # `-m` would put the working directory (operator/!) on sys.path
     )
 
 

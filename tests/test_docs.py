@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)[^)]*\)")
-FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
-SPAN = re.compile(r"`([^`\n]+)`")
+FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
+SHELL = {"", "sh", "bash", "shell", "console"}  # fences whose lines are commands (not `text` diagrams)
+SPAN = re.compile(r"`((?:[^`\n]|\n(?!\s*\n))+)`")  # may wrap onto the next line, not across paragraphs
 WORD = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -77,43 +78,56 @@ def test_a_broken_link_is_found(tmp_path: Path) -> None:
 
 
 def mentioned_commands(text: str) -> Iterator[str]:
-    """Each `teeplane ...` command line in code blocks and code spans."""
-    for block in FENCE.findall(text):
-        for raw in block.splitlines():
-            line = raw.strip().removeprefix("$ ")
+    """Each `teeplane ...` command line in shell code blocks and in code spans."""
+    for language, block in FENCE.findall(text):
+        if language not in SHELL:
+            continue
+        for raw in block.replace("\\\n", " ").splitlines():  # shell line continuations joined
+            line = " ".join(raw.removeprefix("$ ").split())
             if line.startswith("teeplane "):
                 yield line
     for span in SPAN.findall(FENCE.sub("", text)):
         if span.startswith("teeplane "):
-            yield span
+            yield " ".join(span.split())
 
 
 def unknown_command(line: str) -> str | None:
-    """Why `line` names no command of the CLI, or None when its subcommand path resolves."""
+    """Why `line` names no command of the CLI (or an option its command lacks), or None if it does."""
     command = typer.main.get_command(app)
     path = ["teeplane"]
-    for word in line.split()[1:]:
-        if not isinstance(command, TyperGroup) or not WORD.match(word):
-            return None  # a command's arguments and options, or a placeholder
-        if word not in command.commands:
-            return f"{' '.join(path)} has no command {word} (in `{line}`)"
-        command = command.commands[word]
-        path.append(word)
+    words = line.split()[1:]
+    while words and isinstance(command, TyperGroup) and WORD.match(words[0]):
+        if words[0] not in command.commands:
+            return f"{' '.join(path)} has no command {words[0]} (in `{line}`)"
+        command = command.commands[words.pop(0)]
+        path.append(command.name or "")
+    options = {"--help", *(flag for param in command.params for flag in param.opts + param.secondary_opts)}
+    for word in words:
+        if word.startswith("#"):
+            break  # a shell comment
+        flag = word.strip("[](){}|,").split("=", 1)[0]
+        if flag.startswith("-") and flag not in options and flag not in ("-", "--"):
+            return f"{' '.join(path)} has no option {flag} (in `{line}`)"
     return None
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*PAGES, REPO / "README.md"], ids=lambda p: str(p.relative_to(REPO)))
 def test_mentioned_commands_exist(page: Path) -> None:
     problems = [problem for line in mentioned_commands(page.read_text()) if (problem := unknown_command(line))]
     assert problems == []
 
 
 def test_an_unknown_command_is_found() -> None:
-    text = "Run `teeplane dev up --kube`, then:\n\n```sh\n$ teeplane keys nosuch ID\nteeplane verify URL\n```\n"
+    text = (
+        "Run `teeplane dev up\n--kube`, then:\n\n```sh\n$ teeplane keys nosuch ID\nteeplane verify URL [--no-such]\n"
+        "teeplane keys list   # --json\n```\n\n```text\nteeplane diagram --> arrow\n```\n"
+    )
     lines = list(mentioned_commands(text))
-    assert lines == ["teeplane keys nosuch ID", "teeplane verify URL", "teeplane dev up --kube"]
+    assert lines == ["teeplane keys nosuch ID", "teeplane verify URL [--no-such]", "teeplane keys list # --json",
+                     "teeplane dev up --kube"]  # fmt: skip
     assert [unknown_command(line) for line in lines] == [
         "teeplane keys has no command nosuch (in `teeplane keys nosuch ID`)",
+        "teeplane verify has no option --no-such (in `teeplane verify URL [--no-such]`)",
         None,
         None,
     ]
