@@ -32,8 +32,7 @@ VALIDITY = timedelta(days=3650)
 
 def ensure(layout: Layout) -> None:
     """Create whatever material is missing under `layout` (secrets 0600); existing files are kept."""
-    layout.root.mkdir(parents=True, exist_ok=True)
-    layout.root.chmod(0o700)
+    layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     _tls(layout)
     if not layout.admin_token_file.exists():
         write(layout.admin_token_file, (secrets.token_urlsafe(32) + "\n").encode(), secret=True)

@@ -9,7 +9,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,7 +105,7 @@ def start(layout: Layout, component: Component) -> Record:
     return started
 
 
-def stop(layout: Layout, names: Iterable[str], grace: float = STOP_GRACE) -> list[int]:
+def stop(layout: Layout, names: Sequence[str], grace: float = STOP_GRACE) -> list[int]:
     """SIGTERM the process groups of `names` together (SIGINT after a moment), SIGKILL what is left after
     `grace` seconds, and forget them; the pids that were running."""
     pids = [found.pid for name in names if (found := running(layout, name)) is not None]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ from teeplane.dev.errors import DevError
 from teeplane.dev.layout import Layout
 from teeplane.dev.ports import choose
 from teeplane.dev.stack import Stack, default_state_dir, down, status, up
+from teeplane.remote import RemoteError
 from teeplane.tks.client import TksClient
 from teeplane.tks.jwe import open_for_tee
 from teeplane.tks.models import CreateKey, ReleasePolicy
@@ -68,10 +71,16 @@ def _tks(stack: Stack, url: str) -> TksClient:
     return TksClient(url, admin_token=stack.admin_token(), verify=trusting(stack.ca_file), timeout=10)
 
 
-def _leader(stack: Stack) -> str:
-    answers = {url: httpx.get(url + "/healthz", verify=trusting(stack.ca_file)).status_code for url in stack.tks_urls}
-    (leader,) = [url for url, code in answers.items() if code == 200]
-    return leader
+def _leader(stack: Stack, timeout: float = 15.0) -> str:
+    """The one TKS replica whose /healthz says leader (200), waiting for an election if need be."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = {u: httpx.get(u + "/healthz", verify=trusting(stack.ca_file)).status_code for u in stack.tks_urls}
+        leaders = [url for url, code in answers.items() if code == 200]
+        if len(leaders) == 1:
+            return leaders[0]
+        assert time.monotonic() < deadline, f"no single TKS leader: {answers}"
+        time.sleep(0.1)
 
 
 def _token(stack: Stack) -> tuple[str, ECKey]:
@@ -144,7 +153,7 @@ def test_killing_a_tks_replica_leaves_tks_serving_and_up_restarts_it(state: Path
         try:
             _create(stack, survivors[0], "after-kill")
             break
-        except Exception:
+        except RemoteError:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
@@ -194,8 +203,13 @@ def test_down_leaves_no_process_and_up_brings_back_the_same_stack(state: Path) -
         Stack.load(state)
     assert not_up.value.code == "dev.not_up"
 
-    again = up(state, kube=False)
-    assert again == stack  # same ports (they were free), same files
+    # Something else took BGS's port meanwhile: BGS moves, everything else keeps its URL.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(stack.bgs_url.rpartition(":")[2])))
+        squatter.listen()
+        again = up(state, kube=False)
+    assert again.bgs_url != stack.bgs_url and Stack.load(state) == again
+    assert dataclasses.replace(again, bgs_url=stack.bgs_url) == stack
     assert again.admin_token() == stack.admin_token()
     assert _release(again, again.tks_urls[0], "survives-restart", token, tee_key) == before
 
