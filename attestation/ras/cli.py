@@ -78,7 +78,6 @@ def serve_command(
         except OSError as exc:  # ssl.SSLError too: not a PEM bundle
             raise InputError("input.unreadable", f"cannot use the PCS CA file {pcs_ca_file}: {exc}") from None
         fetcher = PcsFetcher(pcs_url, root_ca_crl_url=pcs_root_ca_crl_url, verify=verify)
-    store = RasStore(state / "ras.db")
     collateral = CollateralCache(fetcher)
     if collateral_dir is not None:
         collateral.load_directory(collateral_dir)
@@ -99,7 +98,7 @@ def serve_command(
     if at is not None:
         fixed = datetime.fromisoformat(at)
         config.clock = lambda: fixed
-    service = RemoteAttestationService(store, collateral, config)
+    service = RemoteAttestationService(RasStore(state / "ras.db", config.clock), collateral, config)
     serve(
         create_ras_app(service, load_admin_hashes(admin_token_file)),
         host,

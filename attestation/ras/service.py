@@ -38,7 +38,6 @@ from teeplane.errors import RefusedError, TeeplaneError
 
 KEYRING_SETTING = "signing-keyring"
 KEYRING_RELOAD = timedelta(seconds=5)
-REPLAY_PURGE_INTERVAL = timedelta(minutes=1)
 
 
 class AttestationRefusedError(RefusedError):
@@ -103,7 +102,6 @@ class RemoteAttestationService:
         self.anchors = tuple(anchors)
         self._documents: dict[tuple[str, str], ReferenceValues | AppraisalPolicy | None] = {}
         self._documents_version = -1
-        self._last_purge = config.clock()
         self._keyring_lock = threading.Lock()
         self._keyring, self._keyring_loaded = self._load_keyring(), time.monotonic()
 
@@ -184,12 +182,8 @@ class RemoteAttestationService:
     # --- attestation ------------------------------------------------------------------------------
 
     def challenge(self) -> Challenge:
-        """A single-use nonce (and, once a minute, forgetting used nonces that have expired)."""
-        now = self.config.clock()
-        if now - self._last_purge > REPLAY_PURGE_INTERVAL:
-            self._last_purge = now
-            self.store.purge_used_nonces(now)
-        return self.nonces.issue(now)
+        """A single-use nonce (the store's upkeep forgets used nonces once they have expired)."""
+        return self.nonces.issue(self.config.clock())
 
     def attest(self, request: AttestRequest) -> Issued:
         """Run the whole pipeline; raise AttestationRefusedError (or a typed input error) or issue a token."""

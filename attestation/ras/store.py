@@ -4,6 +4,10 @@ Held: the nonce MAC key and the token signing keyring (created once, atomically,
 replica starts first), reference values and appraisal policies per workload, and the replay cache
 of used nonces (an atomic insert is the single-use check). Replicas on one host or one shared
 volume open the same file (WAL mode); writes are committed before the call returns.
+
+The replay cache is one B-tree keyed by (expiry, nonce id): a claim touches about one page, at
+the right edge of the tree, and forgetting expired nonces is a range delete at its left edge.
+Purging and WAL checkpoints run on a background thread (`upkeep.StoreUpkeep`), never in a request.
 """
 
 from __future__ import annotations
@@ -13,27 +17,36 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+
+from teeplane.attestation.ras.upkeep import StoreUpkeep
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS documents (
     kind TEXT NOT NULL, workload TEXT NOT NULL, body TEXT NOT NULL, updated_at REAL NOT NULL,
     PRIMARY KEY (kind, workload));
-CREATE TABLE IF NOT EXISTS used_nonces (id BLOB PRIMARY KEY, expires_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS used_nonces_expiry ON used_nonces (expires_at);
+CREATE TABLE IF NOT EXISTS nonce_claims (
+    expires_at INTEGER NOT NULL, id BLOB NOT NULL, PRIMARY KEY (expires_at, id)) WITHOUT ROWID;
 """
+#: Stores written before `nonce_claims` kept used nonces here (three B-trees per claim); moved over once.
+_MIGRATE_USED_NONCES = (
+    "INSERT OR IGNORE INTO nonce_claims (expires_at, id) SELECT CAST(expires_at AS INTEGER), id FROM used_nonces",
+    "DROP TABLE used_nonces",
+)
 REFERENCE_VALUES = "reference-values"
-CHECKPOINT_INTERVAL = 1.0
 POLICY = "policy"
+#: A WAL file larger than this is cut back to it once its frames have all been checkpointed.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
 class RasStore:
     """Durable, replica-shared RAS state (thread-safe; every write is committed on return)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:
@@ -41,25 +54,20 @@ class RasStore:
             # WAL + NORMAL: a commit survives a crash of the process (it is in the OS's hands before
             # the call returns); only a crash of the machine can lose the last commits.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoints (which fsync) run on a background thread, not inline in a request.
+            # Checkpoints (which fsync) run on the upkeep thread, not inline in a request.
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._db.executescript(_SCHEMA)
-        self._stop = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, args=(path,), daemon=True)
-        self._checkpointer.start()
-
-    def _checkpoint_loop(self, path: Path) -> None:
-        db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-        try:
-            while not self._stop.wait(CHECKPOINT_INTERVAL):
-                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            db.close()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'used_nonces'").fetchone():
+                for statement in _MIGRATE_USED_NONCES:
+                    db.execute(statement)
+        self.upkeep = StoreUpkeep(self, clock)
+        self.upkeep.start()
 
     def close(self) -> None:
-        """Stop checkpointing and close the database."""
-        self._stop.set()
-        self._checkpointer.join()
+        """Stop the upkeep and close the database."""
+        self.upkeep.stop()
         with self._lock:
             self._db.close()
 
@@ -132,11 +140,26 @@ class RasStore:
         """Record a nonce as used; False if any replica already did (the replay check)."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO used_nonces (id, expires_at) VALUES (?, ?)", (nonce_id, expires_at.timestamp())
+                "INSERT OR IGNORE INTO nonce_claims (expires_at, id) VALUES (?, ?)",
+                (int(expires_at.timestamp()), nonce_id),
             )
             return cursor.rowcount == 1
 
-    def purge_used_nonces(self, now: datetime) -> int:
-        """Forget used nonces that have expired (they can no longer be presented)."""
+    def oldest_claim_expiry(self) -> int | None:
+        """The earliest expiry (Unix seconds) among the used nonces held, or None when none are."""
+        with self._lock:
+            row = self._db.execute("SELECT MIN(expires_at) FROM nonce_claims").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def purge_used_nonces(self, before: int) -> int:
+        """Forget used nonces that expired before `before` (Unix seconds; they can no longer be presented)."""
         with self._transaction() as db:
-            return db.execute("DELETE FROM used_nonces WHERE expires_at < ?", (now.timestamp(),)).rowcount
+            return db.execute("DELETE FROM nonce_claims WHERE expires_at < ?", (before,)).rowcount
+
+    def checkpoint(self) -> bool:
+        """Checkpoint the WAL from this connection, with this process's writers held off (the last few
+        frames after `upkeep` has done the bulk); True if every frame is in the database, so that the
+        next write starts the WAL afresh."""
+        with self._lock:
+            busy, frames, done = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return not busy and frames == done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -170,8 +171,8 @@ def test_restart_keeps_reference_values_policies_and_keys(tmp_path: Path, author
     admin = first.client(admin=True)
     admin.put_reference_values(WORKLOAD.namespace, WORKLOAD.name, reference_for(td))
     admin.put_policy(
-        WORKLOAD.namespace, WORKLOAD.name, AppraisalPolicy(allow_simulated=True, token_lifetime_seconds=60)
-    )
+        WORKLOAD.namespace, WORKLOAD.name, AppraisalPolicy(allow_simulated=True, token_lifetime_seconds=590)
+    )  # not the default, and long enough for a slow machine
     token = first.client().attest(evidence_request(td, first.client().challenge().nonce)).token
     jwks_before = first.client().jwks()
     first.service.store.close()
@@ -179,10 +180,10 @@ def test_restart_keeps_reference_values_policies_and_keys(tmp_path: Path, author
     second = make_ras(tmp_path / "ras.db", authority)
     assert second.client().jwks() == jwks_before
     verify_token(token, second.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
-    assert second.service.policy(WORKLOAD.key).token_lifetime_seconds == 60
+    assert second.service.policy(WORKLOAD.key).token_lifetime_seconds == 590
     again = second.client().attest(evidence_request(td, second.client().challenge().nonce)).token
     claims = verify_token(again, second.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
-    assert claims["exp"] - claims["iat"] == 60
+    assert claims["exp"] - claims["iat"] == 590
 
 
 def test_admin_api_needs_a_token(ras: Ras) -> None:
@@ -297,12 +298,17 @@ def test_snp_report_replayed_through_ras(tmp_path: Path, authority: SimulationAu
 
 def test_expired_nonces_are_purged_from_the_replay_cache(ras: Ras, authority: SimulationAuthority) -> None:
     td, client = boot_example_td(authority), ras.client()
-    client.attest(evidence_request(td, client.challenge().nonce))
-    count = "SELECT COUNT(*) FROM used_nonces"
-    assert ras.service.store._db.execute(count).fetchone()[0] == 1
+    used = client.challenge().nonce
+    client.attest(evidence_request(td, used))
+    count = "SELECT COUNT(*) FROM nonce_claims"
+    assert ras.service.store.upkeep.purge() == 0  # not expired yet: still refused as reused
+    assert refusal(ras, evidence_request(td, used)).code == "nonce.reused"
     ras.clock.now = NOW + DEFAULT_NONCE_LIFETIME + timedelta(minutes=2)
-    client.challenge()
+    deadline = time.monotonic() + 10  # the upkeep thread purges on its own, about once a second
+    while ras.service.store._db.execute(count).fetchone()[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert ras.service.store._db.execute(count).fetchone()[0] == 0
+    assert refusal(ras, evidence_request(td, used)).code == "nonce.expired"
 
 
 def test_unregistered_workload_is_refused(ras: Ras, authority: SimulationAuthority) -> None:

@@ -92,7 +92,7 @@ def make_ras(
     cache = CollateralCache()
     cache.add(load_bundle(collateral or bundle_json(authority, NOW - timedelta(hours=1))))
     service = RemoteAttestationService(
-        RasStore(path),
+        RasStore(path, clock),
         cache,
         RasConfig(simulation_anchor=TrustAnchor(authority.root_cert, simulated=True), clock=clock, **config),
     )
