@@ -14,6 +14,7 @@ import typer
 from kubernetes_asyncio import client, config
 
 from teeplane.attestation.ras.client import RasClient
+from teeplane.baseline.keys import load_log_verifier, load_public_key
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.io import read_file
 from teeplane.operator.baselines import BgsBaselines
@@ -50,6 +51,12 @@ def run_command(
     tks_url: Annotated[str, typer.Option(help="TKS base URL (the operator's and the pods').")],
     tks_token_file: Annotated[Path, typer.Option(help="File holding a TKS admin token.")],
     bgs_url: Annotated[str, typer.Option(help="BGS base URL.")],
+    baseline_signer_key: Annotated[
+        list[Path], typer.Option(help="Public key (PEM) baselines must be signed by (repeatable).")
+    ],
+    baseline_log_key: Annotated[
+        str, typer.Option(help="The BGS log's verifier key (<origin>+<id>+<key>), or a file holding it.")
+    ],
     teeplane_image: Annotated[str, typer.Option(help="TEEPlane image for the agent and EPS, name@sha256:...")],
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify the services' TLS.")] = None,
     runtime_class: Annotated[
@@ -82,7 +89,13 @@ def run_command(
         services = Services(
             RasClient(ras_url, admin_token=_token(ras_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
             TksClient(tks_url, admin_token=_token(tks_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
-            BgsBaselines(bgs_url, verify=verify, timeout=SERVICE_TIMEOUT),
+            BgsBaselines(
+                bgs_url,
+                [load_public_key(read_file(path, "baseline signer key")) for path in baseline_signer_key],
+                load_log_verifier(baseline_log_key),
+                verify=verify,
+                timeout=SERVICE_TIMEOUT,
+            ),
         )
     except (TeeplaneError, ValueError) as error:
         typer.echo(f"error {error}", err=True)

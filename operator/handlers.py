@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -20,7 +21,7 @@ from teeplane.operator import admission
 from teeplane.operator.conditions import Transition
 from teeplane.operator.config import RenderConfig
 from teeplane.operator.kube import Kube
-from teeplane.operator.model import GROUP, PLURAL, VERSION
+from teeplane.operator.model import GROUP, KIND, PLURAL, VERSION
 from teeplane.operator.reconcile import Reconciler
 from teeplane.operator.render import MANAGED_BY
 from teeplane.tks.client import TksClient
@@ -127,11 +128,32 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             patch.setdefault("spec", {})["runtimeClassName"] = runtime_class
 
 
+class SpecDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's record of what it last handled, cut down to what the reconcile reads: a workload's spec.
+
+    Kopf builds this essence for every event of every watched object; its default deep-copies the
+    whole body (managed fields, status) first. The objects the operator only watches (no create or
+    update handlers) get an empty essence.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        """The essence compared with the last handled one: `{"spec": ...}` of a ConfidentialWorkload."""
+        if body.get("kind") != KIND:
+            return cast(kopf.BodyEssence, {})
+        return cast(kopf.BodyEssence, {"spec": copy.deepcopy(dict(body.get("spec", {})))})
+
+
 def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None) -> None:
-    """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server."""
+    """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server.
+
+    Kopf's own per-handler messages ("Handler succeeded") are neither logged per object nor posted
+    as Events (the reconciler posts an Event for each condition transition); its errors still are.
+    """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATIONS_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATIONS_PREFIX)
+    settings.persistence.diffbase_storage = SpecDiffBase(prefix=ANNOTATIONS_PREFIX)
+    settings.posting.level = logging.ERROR
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.posting.reporting_component = MANAGED_BY
     settings.posting.event_name_prefix = "teeplane-"
     settings.execution.max_workers = 16
