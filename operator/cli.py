@@ -12,6 +12,7 @@ from typing import Annotated
 import kopf
 import typer
 from kubernetes_asyncio import client, config
+from securesystemslib.signer import Key
 
 from teeplane.attestation.ras.client import RasClient
 from teeplane.baseline.keys import load_log_verifier, load_public_key
@@ -91,7 +92,7 @@ def run_command(
             TksClient(tks_url, admin_token=_token(tks_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
             BgsBaselines(
                 bgs_url,
-                [load_public_key(read_file(path, "baseline signer key")) for path in baseline_signer_key],
+                [_signer_key(path) for path in baseline_signer_key],
                 load_log_verifier(baseline_log_key),
                 verify=verify,
                 timeout=SERVICE_TIMEOUT,
@@ -170,6 +171,11 @@ def _placements(overrides: list[str]) -> dict[Tee, Placement]:
         old = placements[tee]
         placements[tee] = Placement(name, old.node_label, old.node_value)
     return placements
+
+
+def _signer_key(path: Path) -> Key:
+    what = f"--baseline-signer-key {path}"
+    return load_public_key(read_file(path, what), what)
 
 
 def _token(path: Path) -> str:

@@ -60,15 +60,24 @@ def merge(previous: Sequence[Condition], outcomes: Iterable[Outcome], generation
     return [by_type[t] for t in CONDITION_TYPES if t in by_type]
 
 
-def transitions(previous: Sequence[Condition], current: Sequence[Condition]) -> list[Transition]:
-    """An Event for each condition whose status or reason changed: Normal when True, else a Warning
-    (a condition that starts out Unknown, before anything happened, makes none)."""
+def transitions(previous: Sequence[Condition], current: Sequence[Condition]) -> Transition | None:
+    """One Event for the conditions whose status or reason changed (a condition that starts out
+    Unknown, before anything happened, is no change), or None: its message names each change. A
+    Warning named after the first condition that is not True, if any (the cause; the conditions
+    after it follow from it), else Normal named after the last one (how far the workload got)."""
     before = {c.type: (c.status, c.reason) for c in previous}
-    return [
-        Transition("Normal" if c.status == "True" else "Warning", c.reason, f"{c.type} is {c.status}: {c.message}")
+    changed = [
+        c
         for c in current
         if before.get(c.type) != (c.status, c.reason) and not (c.status == "Unknown" and c.type not in before)
     ]
+    if not changed:
+        return None
+    message = "; ".join(f"{c.type} is {c.status} ({c.reason}): {c.message}" for c in changed)
+    cause = next((c for c in changed if c.status != "True"), None)
+    if cause is not None:
+        return Transition("Warning", cause.reason, message)
+    return Transition("Normal", changed[-1].reason, message)
 
 
 def rollout(deployed: Condition | Outcome, replicas: int, ready: int, attested: int) -> list[Outcome]:
