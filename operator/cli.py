@@ -81,6 +81,9 @@ def run_command(
     ] = None,
     unregister_attempts: Annotated[int, typer.Option(min=1, help="Tries to unregister at RAS on delete.")] = 5,
     unregister_delay: Annotated[float, typer.Option(min=0.1, help="Seconds between those tries.")] = 2.0,
+    resync_interval: Annotated[
+        float, typer.Option(min=1.0, help="Seconds between re-checks of each workload at RAS and TKS.")
+    ] = 300.0,
 ) -> None:
     """Run the operator until interrupted (KUBECONFIG, or the in-cluster service account)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -107,7 +110,7 @@ def run_command(
             _run(
                 services, render_config, server, namespace or [], peering, standalone,
                 priority if priority is not None else 1 + secrets.randbelow(2**30),
-                Unregistering(unregister_attempts, unregister_delay), liveness,
+                Unregistering(unregister_attempts, unregister_delay), liveness, resync_interval,
             )
         )  # fmt: skip
 
@@ -122,6 +125,7 @@ async def _run(
     priority: int,
     unregistering: Unregistering,
     liveness: str | None,
+    resync: float,
 ) -> None:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -132,7 +136,9 @@ async def _run(
     async with client.ApiClient(configuration) as api:
         kube = Kube(api)
         reconciler = Reconciler(kube, services, render_config, post_event, CONCURRENCY)
-        registry = build_registry(reconciler, kube, services.tks, render_config, unregistering, server is not None)
+        registry = build_registry(
+            reconciler, kube, services.tks, render_config, unregistering, server is not None, resync
+        )
         kopf.on.login(registry=registry)(kopf.login_via_async_client)
         settings = kopf.OperatorSettings()
         configure(settings, server)

@@ -3,6 +3,9 @@
 * ConfidentialWorkloads: reconcile on create, update and resume (operator start), retried while a
   step is not done; a finalizer unregisters the workload at RAS on delete, retried a bounded number
   of times, then given up with a Warning Event so that deletion never hangs.
+* ConfidentialWorkloads again every `resync` seconds (a Kopf timer): registration at RAS and the
+  keys' release policies at TKS are checked again and repaired (a RAS that lost its state, a key
+  policy changed since), as is what someone changed without a watch event the operator saw.
 * Deployments, Services and Pods labelled as the operator's: drift repair and pod counts.
 * Admission: the validating and mutating webhooks, registered by Kopf (managed configurations).
 """
@@ -59,6 +62,7 @@ def build_registry(
     config: RenderConfig,
     unregistering: Unregistering,
     webhooks: bool,
+    resync: float = 300.0,
 ) -> kopf.OperatorRegistry:
     """A Kopf registry with every handler of the operator."""
     registry = kopf.OperatorRegistry()
@@ -70,6 +74,10 @@ def build_registry(
 
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")(reconcile)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="resync", interval=resync, initial_delay=resync)
+    async def resync_workload(body: kopf.Body, **_: Any) -> None:
+        await reconciler.reconcile(body)  # what is not done yet, the reconcile handler retries
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="unregister")
     async def unregister(namespace: str | None, name: str, body: kopf.Body, retry: int, **_: Any) -> None:

@@ -230,11 +230,20 @@ class Services:
         return self.ras_process.url
 
     def create_key(self, key_id: str, workloads: list[str], baselines: list[str], **policy: Any) -> None:
-        client = TksClient(self.tks, admin_token=ADMIN_TOKEN)
-        try:
+        with self._tks() as client:
             client.create(
                 CreateKey(id=key_id, policy=ReleasePolicy(workloads=workloads, baselines=baselines, **policy))
             )
+
+    def set_key_policy(self, key_id: str, workloads: list[str], baselines: list[str]) -> None:
+        with self._tks() as client:
+            client.set_policy(key_id, ReleasePolicy(workloads=workloads, baselines=baselines))
+
+    @contextmanager
+    def _tks(self) -> Iterator[TksClient]:
+        client = TksClient(self.tks, admin_token=ADMIN_TOKEN)
+        try:
+            yield client
         finally:
             client.close()
 
