@@ -21,7 +21,7 @@ from teeplane.io import read_file
 from teeplane.operator.baselines import BgsBaselines
 from teeplane.operator.config import Placement, RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd_yaml
-from teeplane.operator.handlers import Unregistering, build_registry, configure, post_event
+from teeplane.operator.handlers import HandledSpecs, Unregistering, build_registry, configure, post_event
 from teeplane.operator.kube import Kube
 from teeplane.operator.model import TEES, Tee
 from teeplane.operator.reconcile import Reconciler, Services
@@ -136,12 +136,13 @@ async def _run(
     async with client.ApiClient(configuration) as api:
         kube = Kube(api)
         reconciler = Reconciler(kube, services, render_config, post_event, CONCURRENCY)
+        handled = HandledSpecs()
         registry = build_registry(
-            reconciler, kube, services.tks, render_config, unregistering, server is not None, resync
+            reconciler, kube, services.tks, render_config, unregistering, server is not None, handled, resync
         )
         kopf.on.login(registry=registry)(kopf.login_via_async_client)
         settings = kopf.OperatorSettings()
-        configure(settings, server)
+        configure(settings, server, handled)
         settings.peering.mandatory = not standalone
         await kopf.operator(
             registry=registry,

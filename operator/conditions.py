@@ -62,9 +62,11 @@ def merge(previous: Sequence[Condition], outcomes: Iterable[Outcome], generation
 
 def transitions(previous: Sequence[Condition], current: Sequence[Condition]) -> Transition | None:
     """One Event for the conditions whose status or reason changed (a condition that starts out
-    Unknown, before anything happened, is no change), or None: its message names each change. A
-    Warning named after the first condition that is not True, if any (the cause; the conditions
-    after it follow from it), else Normal named after the last one (how far the workload got)."""
+    Unknown, before anything happened, is no change), or None; its message names each change.
+
+    When a change is to False or Unknown, a Warning named after the cause: the first condition
+    that is not True (the conditions after it follow from it). Otherwise Normal, named after the
+    last change (how far the workload got)."""
     before = {c.type: (c.status, c.reason) for c in previous}
     changed = [
         c
@@ -73,11 +75,14 @@ def transitions(previous: Sequence[Condition], current: Sequence[Condition]) -> 
     ]
     if not changed:
         return None
-    message = "; ".join(f"{c.type} is {c.status} ({c.reason}): {c.message}" for c in changed)
-    cause = next((c for c in changed if c.status != "True"), None)
-    if cause is not None:
-        return Transition("Warning", cause.reason, message)
-    return Transition("Normal", changed[-1].reason, message)
+    if all(c.status == "True" for c in changed):
+        return Transition("Normal", changed[-1].reason, _listed(changed))
+    cause = next(c for c in current if c.status != "True")
+    return Transition("Warning", cause.reason, _listed([c for c in current if c in changed or c is cause]))
+
+
+def _listed(conditions: Iterable[Condition]) -> str:
+    return "; ".join(f"{c.type} is {c.status} ({c.reason}): {c.message}" for c in conditions)
 
 
 def rollout(deployed: Condition | Outcome, replicas: int, ready: int, attested: int) -> list[Outcome]:

@@ -62,6 +62,7 @@ def build_registry(
     config: RenderConfig,
     unregistering: Unregistering,
     webhooks: bool,
+    handled: HandledSpecs,
     resync: float = 300.0,
 ) -> kopf.OperatorRegistry:
     """A Kopf registry with every handler of the operator."""
@@ -96,6 +97,7 @@ def build_registry(
         else:
             kopf.event(body, type="Normal", reason="Unregistered", message=f"RAS no longer accepts {namespace}/{name}")
         reconciler.forget(namespace, name)
+        handled.forget(body.metadata.uid or "")
 
     async def owned(type: str | None, body: kopf.Body, **_: Any) -> None:
         if type is not None:  # None: the initial listing, which the resumed reconciles cover
@@ -129,6 +131,10 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
 
     @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"])
     def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        finalizers = list(body.metadata.get("finalizers") or [])
+        if kwargs.get("operation") == "CREATE" and FINALIZER not in finalizers:
+            # Kopf would add it with a PATCH of its own before handling the workload: one round trip less.
+            patch.setdefault("metadata", {})["finalizers"] = [*finalizers, FINALIZER]
         old = kwargs.get("old")
         old_spec = old.get("spec") if old is not None else None
         runtime_class = admission.default_runtime_class(body.get("spec", {}), old_spec, config.placements)
@@ -136,13 +142,20 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             patch.setdefault("spec", {})["runtimeClassName"] = runtime_class
 
 
-class SpecDiffBase(kopf.AnnotationsDiffBaseStorage):
-    """Kopf's record of what it last handled, cut down to what the reconcile reads: a workload's spec.
+class HandledSpecs(kopf.DiffBaseStorage):
+    """Kopf's record of the spec it last handled for each workload, kept in this process's memory.
 
-    Kopf builds this essence for every event of every watched object; its default deep-copies the
-    whole body (managed fields, status) first. The objects the operator only watches (no create or
-    update handlers) get an empty essence.
+    Handling a workload thus writes nothing to it (Kopf's default annotation costs a PATCH, a watch
+    event and a webhook call per change). A new process (a restart, a standby taking over) has no
+    record and handles each workload as new, which the level-based reconcile makes harmless. The
+    essence is the spec alone: Kopf builds it for every event of every watched object, and its
+    default deep-copies the whole body (managed fields, status); the objects the operator only
+    watches get an empty one.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handled: dict[str, kopf.BodyEssence] = {}
 
     def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
         """The essence compared with the last handled one: `{"spec": ...}` of a ConfidentialWorkload."""
@@ -150,8 +163,20 @@ class SpecDiffBase(kopf.AnnotationsDiffBaseStorage):
             return cast(kopf.BodyEssence, {})
         return cast(kopf.BodyEssence, {"spec": copy.deepcopy(dict(body.get("spec", {})))})
 
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """The essence last handled, None if this process handled none."""
+        return self._handled.get(body.metadata.uid or "")
 
-def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None) -> None:
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Remember the essence handled (nothing goes into the patch)."""
+        self._handled[body.metadata.uid or ""] = essence
+
+    def forget(self, uid: str) -> None:
+        """Drop the record of a deleted workload."""
+        self._handled.pop(uid, None)
+
+
+def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None, handled: HandledSpecs) -> None:
     """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server.
 
     Kopf's own per-handler messages ("Handler succeeded") are neither logged per object nor posted
@@ -159,7 +184,7 @@ def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None
     """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATIONS_PREFIX)
-    settings.persistence.diffbase_storage = SpecDiffBase(prefix=ANNOTATIONS_PREFIX)
+    settings.persistence.diffbase_storage = handled
     settings.posting.level = logging.ERROR
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.posting.reporting_component = MANAGED_BY

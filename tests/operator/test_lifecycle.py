@@ -16,6 +16,7 @@ from operator_stack import (
     Operator,
     Services,
     condition,
+    event_messages,
     events,
     wait_condition,
     wait_for,
@@ -106,10 +107,12 @@ def test_a_ras_outage_is_reported_and_recovered_from(
         assert condition(cw, "ReferenceValuesRegistered")["reason"] == "RasUnavailable"
         assert "service.unreachable" in condition(cw, "ReferenceValuesRegistered")["message"]
         assert kubectl.get("deployment", "patient", "-n", ns) is None
+        assert ("Warning", "RasUnavailable") in events(kubectl, ns, "patient")
     finally:
         stack.ras_process.start()
     wait_condition(kubectl, ns, "patient", "Ready", "True", timeout=60)
-    assert ("Normal", "Registered") in events(kubectl, ns, "patient")
+    recovered = [m for m in event_messages(kubectl, ns, "patient") if "ReferenceValuesRegistered is True" in m]
+    assert recovered and "Deployed is True (Applied)" in recovered[0]
 
 
 def test_two_replicas_one_active(

@@ -378,6 +378,17 @@ def wait_condition(kubectl: Kubectl, ns: str, name: str, kind: str, status: str,
     return found
 
 
-def events(kubectl: Kubectl, ns: str, name: str) -> list[tuple[str, str]]:
+def _events(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
     listed = kubectl.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
-    return [(e["type"], e["reason"]) for e in listed["items"]]
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def events(kubectl: Kubectl, ns: str, name: str) -> list[tuple[str, str]]:
+    """The (type, reason) of each Event about `name`."""
+    return [(e["type"], e["reason"]) for e in _events(kubectl, ns, name)]
+
+
+def event_messages(kubectl: Kubectl, ns: str, name: str) -> list[str]:
+    """The message of each Event about `name`."""
+    return [e.get("message", "") for e in _events(kubectl, ns, name)]
