@@ -89,19 +89,26 @@ class BgsBaselines(BgsClient):
         self._signer_keys = list(signer_keys)
         self._log_key = log_key
         self._clock = clock
-        self._verified: dict[str, tuple[float, VerifiedBaseline]] = {}
+        self._verified: dict[str, tuple[float, VerifiedBaseline]] = {}  # reference -> (until, baseline)
+        self._flights: dict[str, threading.Lock] = {}  # one lock per reference
         self._lock = threading.Lock()
 
     def verify(self, reference: str) -> VerifiedBaseline:
-        """The baseline `reference` names, verified; or BaselineError."""
+        """The baseline `reference` names, verified; or BaselineError. Callers asking for one reference
+        at once share one fetch (a burst of workloads on a new baseline fetches it once)."""
         with self._lock:
-            cached = self._verified.get(reference)
-        if cached is not None and self._clock() < cached[0]:
-            return cached[1]
-        verified = self._fetch_and_verify(reference)
-        with self._lock:
-            self._verified[reference] = (self._clock() + CACHE_SECONDS, verified)
-        return verified
+            flight = self._flights.setdefault(reference, threading.Lock())
+        with flight:
+            now = self._clock()
+            with self._lock:
+                cached = self._verified.get(reference)
+            if cached is not None and now < cached[0]:
+                return cached[1]
+            verified = self._fetch_and_verify(reference)
+            with self._lock:
+                self._verified = {ref: kept for ref, kept in self._verified.items() if now < kept[0]}
+                self._verified[reference] = (now + CACHE_SECONDS, verified)
+            return verified
 
     def _fetch_and_verify(self, reference: str) -> VerifiedBaseline:
         try:

@@ -30,7 +30,7 @@ from teeplane.operator.render import MANAGED_BY
 from teeplane.tks.client import TksClient
 
 FINALIZER = "teeplane.io/unregister"
-#: Kopf's own annotations (handler progress, last handled spec) go under this prefix.
+#: Kopf's own annotations (the progress of a handler that is retried) go under this prefix.
 ANNOTATIONS_PREFIX = "operator.teeplane.io"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
 _OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -130,7 +130,7 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             raise kopf.AdmissionError(str(refused), code=422) from None
 
     @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"])
-    def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    async def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:  # async: no thread hop
         finalizers = list(body.metadata.get("finalizers") or [])
         if kwargs.get("operation") == "CREATE" and FINALIZER not in finalizers:
             # Kopf would add it with a PATCH of its own before handling the workload: one round trip less.
@@ -180,7 +180,7 @@ def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None
     """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server.
 
     Kopf's own per-handler messages ("Handler succeeded") are neither logged per object nor posted
-    as Events (the reconciler posts an Event for each condition transition); its errors still are.
+    as Events (the reconciler posts its own for condition transitions); its errors still are.
     """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATIONS_PREFIX)
