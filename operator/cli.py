@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -131,6 +132,8 @@ async def _run(
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         await config.load_kube_config()
+    # A thread per workload in flight for the calls to RAS, TKS and the BGS (asyncio's default is cores + 4).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CONCURRENCY, "services"))
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = CONCURRENCY
     async with client.ApiClient(configuration) as api:
