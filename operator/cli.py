@@ -6,20 +6,23 @@ import asyncio
 import logging
 import secrets
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
 import kopf
 import typer
 from kubernetes_asyncio import client, config
+from securesystemslib.signer import Key
 
 from teeplane.attestation.ras.client import RasClient
+from teeplane.baseline.keys import load_log_verifier, load_public_key
 from teeplane.errors import InputError, TeeplaneError
 from teeplane.io import read_file
 from teeplane.operator.baselines import BgsBaselines
 from teeplane.operator.config import Placement, RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd_yaml
-from teeplane.operator.handlers import Unregistering, build_registry, configure, post_event
+from teeplane.operator.handlers import HandledSpecs, Unregistering, build_registry, configure, post_event
 from teeplane.operator.kube import Kube
 from teeplane.operator.model import TEES, Tee
 from teeplane.operator.reconcile import Reconciler, Services
@@ -50,6 +53,12 @@ def run_command(
     tks_url: Annotated[str, typer.Option(help="TKS base URL (the operator's and the pods').")],
     tks_token_file: Annotated[Path, typer.Option(help="File holding a TKS admin token.")],
     bgs_url: Annotated[str, typer.Option(help="BGS base URL.")],
+    baseline_signer_key: Annotated[
+        list[Path], typer.Option(help="Public key (PEM) baselines must be signed by (repeatable).")
+    ],
+    baseline_log_key: Annotated[
+        str, typer.Option(help="The BGS log's verifier key (<origin>+<id>+<key>), or a file holding it.")
+    ],
     teeplane_image: Annotated[str, typer.Option(help="TEEPlane image for the agent and EPS, name@sha256:...")],
     ca_file: Annotated[Path | None, typer.Option(help="CA bundle to verify the services' TLS.")] = None,
     runtime_class: Annotated[
@@ -73,6 +82,9 @@ def run_command(
     ] = None,
     unregister_attempts: Annotated[int, typer.Option(min=1, help="Tries to unregister at RAS on delete.")] = 5,
     unregister_delay: Annotated[float, typer.Option(min=0.1, help="Seconds between those tries.")] = 2.0,
+    resync_interval: Annotated[
+        float, typer.Option(min=1.0, help="Seconds between re-checks of each workload at RAS and TKS.")
+    ] = 300.0,
 ) -> None:
     """Run the operator until interrupted (KUBECONFIG, or the in-cluster service account)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -82,7 +94,13 @@ def run_command(
         services = Services(
             RasClient(ras_url, admin_token=_token(ras_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
             TksClient(tks_url, admin_token=_token(tks_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
-            BgsBaselines(bgs_url, verify=verify, timeout=SERVICE_TIMEOUT),
+            BgsBaselines(
+                bgs_url,
+                [_signer_key(path) for path in baseline_signer_key],
+                load_log_verifier(baseline_log_key),
+                verify=verify,
+                timeout=SERVICE_TIMEOUT,
+            ),
         )
     except (TeeplaneError, ValueError) as error:
         typer.echo(f"error {error}", err=True)
@@ -93,7 +111,7 @@ def run_command(
             _run(
                 services, render_config, server, namespace or [], peering, standalone,
                 priority if priority is not None else 1 + secrets.randbelow(2**30),
-                Unregistering(unregister_attempts, unregister_delay), liveness,
+                Unregistering(unregister_attempts, unregister_delay), liveness, resync_interval,
             )
         )  # fmt: skip
 
@@ -108,20 +126,26 @@ async def _run(
     priority: int,
     unregistering: Unregistering,
     liveness: str | None,
+    resync: float,
 ) -> None:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         await config.load_kube_config()
+    # A thread per workload in flight for the calls to RAS, TKS and the BGS (asyncio's default is cores + 4).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(CONCURRENCY, "services"))
     configuration = client.Configuration.get_default_copy()
     configuration.connection_pool_maxsize = CONCURRENCY
     async with client.ApiClient(configuration) as api:
         kube = Kube(api)
         reconciler = Reconciler(kube, services, render_config, post_event, CONCURRENCY)
-        registry = build_registry(reconciler, kube, services.tks, render_config, unregistering, server is not None)
+        handled = HandledSpecs()
+        registry = build_registry(
+            reconciler, kube, services.tks, render_config, unregistering, server is not None, handled, resync
+        )
         kopf.on.login(registry=registry)(kopf.login_via_async_client)
         settings = kopf.OperatorSettings()
-        configure(settings, server)
+        configure(settings, server, handled)
         settings.peering.mandatory = not standalone
         await kopf.operator(
             registry=registry,
@@ -157,6 +181,11 @@ def _placements(overrides: list[str]) -> dict[Tee, Placement]:
         old = placements[tee]
         placements[tee] = Placement(name, old.node_label, old.node_value)
     return placements
+
+
+def _signer_key(path: Path) -> Key:
+    what = f"--baseline-signer-key {path}"
+    return load_public_key(read_file(path, what), what)
 
 
 def _token(path: Path) -> str:

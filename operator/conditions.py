@@ -60,15 +60,29 @@ def merge(previous: Sequence[Condition], outcomes: Iterable[Outcome], generation
     return [by_type[t] for t in CONDITION_TYPES if t in by_type]
 
 
-def transitions(previous: Sequence[Condition], current: Sequence[Condition]) -> list[Transition]:
-    """An Event for each condition whose status or reason changed: Normal when True, else a Warning
-    (a condition that starts out Unknown, before anything happened, makes none)."""
+def transitions(previous: Sequence[Condition], current: Sequence[Condition]) -> Transition | None:
+    """One Event for the conditions whose status or reason changed (a condition that starts out
+    Unknown, before anything happened, is no change), or None; its message names each change.
+
+    When a change is to False or Unknown, a Warning named after the cause: the first condition
+    that is not True (the conditions after it follow from it). Otherwise Normal, named after the
+    last change (how far the workload got)."""
     before = {c.type: (c.status, c.reason) for c in previous}
-    return [
-        Transition("Normal" if c.status == "True" else "Warning", c.reason, f"{c.type} is {c.status}: {c.message}")
+    changed = [
+        c
         for c in current
         if before.get(c.type) != (c.status, c.reason) and not (c.status == "Unknown" and c.type not in before)
     ]
+    if not changed:
+        return None
+    if all(c.status == "True" for c in changed):
+        return Transition("Normal", changed[-1].reason, _listed(changed))
+    cause = next(c for c in current if c.status != "True")
+    return Transition("Warning", cause.reason, _listed([c for c in current if c in changed or c is cause]))
+
+
+def _listed(conditions: Iterable[Condition]) -> str:
+    return "; ".join(f"{c.type} is {c.status} ({c.reason}): {c.message}" for c in conditions)
 
 
 def rollout(deployed: Condition | Outcome, replicas: int, ready: int, attested: int) -> list[Outcome]:

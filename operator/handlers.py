@@ -3,6 +3,9 @@
 * ConfidentialWorkloads: reconcile on create, update and resume (operator start), retried while a
   step is not done; a finalizer unregisters the workload at RAS on delete, retried a bounded number
   of times, then given up with a Warning Event so that deletion never hangs.
+* ConfidentialWorkloads again every `resync` seconds (a Kopf timer): registration at RAS and the
+  keys' release policies at TKS are checked again and repaired (a RAS that lost its state, a key
+  policy changed since), as is what someone changed without a watch event the operator saw.
 * Deployments, Services and Pods labelled as the operator's: drift repair and pod counts.
 * Admission: the validating and mutating webhooks, registered by Kopf (managed configurations).
 """
@@ -10,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -20,13 +24,13 @@ from teeplane.operator import admission
 from teeplane.operator.conditions import Transition
 from teeplane.operator.config import RenderConfig
 from teeplane.operator.kube import Kube
-from teeplane.operator.model import GROUP, PLURAL, VERSION
+from teeplane.operator.model import GROUP, KIND, PLURAL, VERSION
 from teeplane.operator.reconcile import Reconciler
 from teeplane.operator.render import MANAGED_BY
 from teeplane.tks.client import TksClient
 
 FINALIZER = "teeplane.io/unregister"
-#: Kopf's own annotations (handler progress, last handled spec) go under this prefix.
+#: Kopf's own annotations (the progress of a handler that is retried) go under this prefix.
 ANNOTATIONS_PREFIX = "operator.teeplane.io"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
 _OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -58,6 +62,8 @@ def build_registry(
     config: RenderConfig,
     unregistering: Unregistering,
     webhooks: bool,
+    handled: HandledSpecs,
+    resync: float = 300.0,
 ) -> kopf.OperatorRegistry:
     """A Kopf registry with every handler of the operator."""
     registry = kopf.OperatorRegistry()
@@ -69,6 +75,10 @@ def build_registry(
 
     for on in (kopf.on.resume, kopf.on.create, kopf.on.update):
         on(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")(reconcile)
+
+    @kopf.timer(GROUP, VERSION, PLURAL, registry=registry, id="resync", interval=resync, initial_delay=resync)
+    async def resync_workload(body: kopf.Body, **_: Any) -> None:
+        await reconciler.reconcile(body)  # what is not done yet, the reconcile handler retries
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="unregister")
     async def unregister(namespace: str | None, name: str, body: kopf.Body, retry: int, **_: Any) -> None:
@@ -87,6 +97,7 @@ def build_registry(
         else:
             kopf.event(body, type="Normal", reason="Unregistered", message=f"RAS no longer accepts {namespace}/{name}")
         reconciler.forget(namespace, name)
+        handled.forget(body.metadata.uid or "")
 
     async def owned(type: str | None, body: kopf.Body, **_: Any) -> None:
         if type is not None:  # None: the initial listing, which the resumed reconciles cover
@@ -119,7 +130,11 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             raise kopf.AdmissionError(str(refused), code=422) from None
 
     @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"])
-    def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+    async def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:  # async: no thread hop
+        finalizers = list(body.metadata.get("finalizers") or [])
+        if kwargs.get("operation") == "CREATE" and FINALIZER not in finalizers:
+            # Kopf would add it with a PATCH of its own before handling the workload: one round trip less.
+            patch.setdefault("metadata", {})["finalizers"] = [*finalizers, FINALIZER]
         old = kwargs.get("old")
         old_spec = old.get("spec") if old is not None else None
         runtime_class = admission.default_runtime_class(body.get("spec", {}), old_spec, config.placements)
@@ -127,11 +142,51 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             patch.setdefault("spec", {})["runtimeClassName"] = runtime_class
 
 
-def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None) -> None:
-    """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server."""
+class HandledSpecs(kopf.DiffBaseStorage):
+    """Kopf's record of the spec it last handled for each workload, kept in this process's memory.
+
+    Handling a workload thus writes nothing to it (Kopf's default annotation costs a PATCH, a watch
+    event and a webhook call per change). A new process (a restart, a standby taking over) has no
+    record and handles each workload as new, which the level-based reconcile makes harmless. The
+    essence is the spec alone: Kopf builds it for every event of every watched object, and its
+    default deep-copies the whole body (managed fields, status); the objects the operator only
+    watches get an empty one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._handled: dict[str, kopf.BodyEssence] = {}
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        """The essence compared with the last handled one: `{"spec": ...}` of a ConfidentialWorkload."""
+        if body.get("kind") != KIND:
+            return cast(kopf.BodyEssence, {})
+        return cast(kopf.BodyEssence, {"spec": copy.deepcopy(dict(body.get("spec", {})))})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        """The essence last handled, None if this process handled none."""
+        return self._handled.get(body.metadata.uid or "")
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        """Remember the essence handled (nothing goes into the patch)."""
+        self._handled[body.metadata.uid or ""] = essence
+
+    def forget(self, uid: str) -> None:
+        """Drop the record of a deleted workload."""
+        self._handled.pop(uid, None)
+
+
+def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None, handled: HandledSpecs) -> None:
+    """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server.
+
+    Kopf's own per-handler messages ("Handler succeeded") are neither logged per object nor posted
+    as Events (the reconciler posts its own for condition transitions); its errors still are.
+    """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATIONS_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATIONS_PREFIX)
+    settings.persistence.diffbase_storage = handled
+    settings.posting.level = logging.ERROR
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.posting.reporting_component = MANAGED_BY
     settings.posting.event_name_prefix = "teeplane-"
     settings.execution.max_workers = 16

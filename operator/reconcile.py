@@ -248,7 +248,8 @@ class Reconciler:
         if status == known.status:
             return
         await self._kube.patch_status(*key, status.model_dump(mode="json"))
-        for transition in transitions(known.status.conditions, status.conditions):
+        transition = transitions(known.status.conditions, status.conditions)
+        if transition is not None:
             self._post(known.reference, transition)
         known.status = status
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.reference import AppraisalPolicy
+from teeplane.baseline.errors import BuildInputError
+from teeplane.baseline.measure.initdata import HOST_DATA_SIZE, MRCONFIGID_SIZE, fit, initdata_digest
 from teeplane.operator.baselines import BaselineError, BaselineVerifier, VerifiedBaseline
 from teeplane.operator.conditions import Outcome
 from teeplane.operator.model import ConditionType, ConfidentialWorkloadSpec, Tee
@@ -25,7 +27,8 @@ SIMULATION_LABEL = "teeplane.io/allow-simulation"
 def verify_baseline(
     verifier: BaselineVerifier, spec: ConfidentialWorkloadSpec
 ) -> tuple[Outcome, VerifiedBaseline | None]:
-    """BaselineVerified: the baseline exists, is the one named, and is for the workload's TEE."""
+    """BaselineVerified: the baseline exists, verifies, is the one named, is for the workload's TEE, and
+    expects the workload's initdata."""
     try:
         baseline = verifier.verify(spec.baseline)
     except BaselineError as error:
@@ -35,7 +38,32 @@ def verify_baseline(
     if baseline.measurements.tee != expected:
         message = f"baseline {baseline.id} measures a {baseline.measurements.tee} TEE; tee: {spec.tee} needs {expected}"
         return Outcome.false("BaselineVerified", "TeeMismatch", message), None
+    refusal = initdata_refusal(spec.initdata, baseline)
+    if refusal is not None:
+        return refusal, None
     return Outcome.true("BaselineVerified", "Verified", f"baseline {baseline.id} verified"), baseline
+
+
+def initdata_refusal(initdata: str, baseline: VerifiedBaseline) -> Outcome | None:
+    """Why the initdata does not hash (by the algorithm it declares) to the register the baseline
+    expects, MRCONFIGID (TDX) or HOST_DATA (SNP); None if it does."""
+    measurements = baseline.measurements
+    register, size, expected = (
+        ("HOST_DATA", HOST_DATA_SIZE, measurements.host_data)
+        if measurements.tee == "snp"
+        else ("MRCONFIGID", MRCONFIGID_SIZE, measurements.mrconfigid)
+    )
+    try:
+        digest = fit(initdata_digest(initdata.encode()), size).hex()
+    except BuildInputError as error:
+        return Outcome.false("BaselineVerified", "InitdataMalformed", f"spec.initdata: {error.message}")
+    if expected is not None and digest == expected.lower():
+        return None
+    message = (
+        f"spec.initdata hashes to {register} {digest}, but baseline {baseline.id} expects "
+        f"{expected if expected is not None else 'none (it does not measure initdata)'}"
+    )
+    return Outcome.false("BaselineVerified", "InitdataMismatch", message)
 
 
 def register_reference_values(

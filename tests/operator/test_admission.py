@@ -78,6 +78,16 @@ def test_simulation_only_where_the_namespace_allows_it(
     assert kubectl.get("cw", "own", "-n", lab)["spec"]["runtimeClassName"] == "kata-custom"
 
 
+def test_the_webhook_defaults_the_runtime_class_and_the_finalizer(
+    kubectl: Kubectl, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    created = json.loads(kubectl.apply(workload("fresh", BASELINE), "-n", ns, "--dry-run=server", "-o", "json").stdout)
+    # The finalizer is there from the start: Kopf need not add it before it handles the workload.
+    assert created["metadata"]["finalizers"] == ["teeplane.io/unregister"]
+    assert created["spec"]["runtimeClassName"] == "kata-qemu-tdx"
+
+
 def review(operation: str, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
     request = {
         "uid": "0f0f", "kind": {"group": "teeplane.io", "version": "v1alpha1", "kind": "ConfidentialWorkload"},

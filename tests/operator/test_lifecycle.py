@@ -1,5 +1,5 @@
 """The operator's own life: killed in the middle of a reconcile, RAS down while a workload is deleted,
-and two replicas with one active. Each test leaves the session's operator running."""
+two replicas with one active, and the periodic resync. Each test leaves the session's operator running."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 from operator_stack import (
+    ADMIN_TOKEN,
     Kubectl,
     NamespaceFactory,
     Operator,
     Services,
     condition,
+    event_messages,
     events,
     wait_condition,
     wait_for,
@@ -104,10 +107,12 @@ def test_a_ras_outage_is_reported_and_recovered_from(
         assert condition(cw, "ReferenceValuesRegistered")["reason"] == "RasUnavailable"
         assert "service.unreachable" in condition(cw, "ReferenceValuesRegistered")["message"]
         assert kubectl.get("deployment", "patient", "-n", ns) is None
+        assert ("Warning", "RasUnavailable") in events(kubectl, ns, "patient")
     finally:
         stack.ras_process.start()
     wait_condition(kubectl, ns, "patient", "Ready", "True", timeout=60)
-    assert ("Normal", "Registered") in events(kubectl, ns, "patient")
+    recovered = [m for m in event_messages(kubectl, ns, "patient") if "ReferenceValuesRegistered is True" in m]
+    assert recovered and "Deployed is True (Applied)" in recovered[0]
 
 
 def test_two_replicas_one_active(
@@ -137,3 +142,30 @@ def test_two_replicas_one_active(
             standby.stop()
     finally:
         standby.stop()
+
+
+def test_a_periodic_resync_repairs_registration_and_rechecks_keys(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    resyncing = dataclasses.replace(operator, name="resyncing", extra=["--resync-interval", "2"], process=None)
+    resyncing.webhook_port, resyncing.liveness_port = free_ports(2)
+    with stopped(kubectl, operator, crash=False):
+        resyncing.start(kubectl)
+        try:
+            ns = namespace()
+            baseline = stack.bgs.publish("kept", "1")
+            key = f"{ns}.kept"
+            stack.create_key(key, [f"{ns}/kept"], [baseline])
+            kubectl.apply(workload("kept", baseline, keys={key: "k"}), "-n", ns)
+            wait_condition(kubectl, ns, "kept", "Deployed", "True")
+            # RAS lost the registration (say, restored from an old backup): the resync registers it again.
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            gone = httpx.delete(f"{stack.ras}/v1/reference-values/{ns}/kept", headers=headers, timeout=10)
+            assert gone.status_code in (200, 204) and stack.reference_values(ns, "kept").status_code == 404
+            wait_for("RAS to hold the workload again", lambda: stack.reference_values(ns, "kept").status_code == 200)
+            # The key's policy no longer names the workload: the resync notices.
+            stack.set_key_policy(key, [f"{ns}/someone-else"], [baseline])
+            cw = wait_condition(kubectl, ns, "kept", "KeysBound", "False")
+            assert f"does not name workload {ns}/kept" in condition(cw, "KeysBound")["message"]
+        finally:
+            resyncing.stop()

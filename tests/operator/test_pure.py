@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,13 +14,15 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from operator_stack import INITDATA, MEASUREMENTS, TEEPLANE_IMAGE
+from operator_stack import INITDATA, TEEPLANE_IMAGE
 from processes import run_teeplane
+from securesystemslib.signer import CryptoSigner
 
+from teeplane.baseline.keys import public_pem
+from teeplane.baseline.tlog.note import Verifier
 from teeplane.operator import render
 from teeplane.operator.admission import WorkloadRefusedError, default_runtime_class, parse
-from teeplane.operator.baselines import BaselineError, baseline_from_record
-from teeplane.operator.conditions import Outcome, merge, rollout, transitions
+from teeplane.operator.conditions import Outcome, Transition, merge, rollout, transitions
 from teeplane.operator.config import RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd, crd_yaml, structural
 from teeplane.operator.model import CONDITION_TYPES, ConfidentialWorkloadSpec
@@ -29,6 +30,7 @@ from teeplane.operator.reconcile import changed_since
 from teeplane.operator.steps import key_problems
 from teeplane.tks.models import KeyKind, KeyMetadata, ReleasePolicy
 
+LOG_KEY = Verifier("bgs.test/baselines", b"k" * 32).vkey
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/app@sha256:" + "cd" * 32
 CONFIG = RenderConfig(TEEPLANE_IMAGE, "https://ras.example", "https://tks.example")
@@ -116,9 +118,20 @@ def test_conditions_keep_their_transition_time_while_their_status_holds() -> Non
     assert (second[0].last_transition_time, second[0].message, second[0].observed_generation) == ("T1", "0 of 2", 2)
     third = merge(second, [Outcome.true("Attested", "PodsAttested", "2 of 2")], 2, "T3")
     assert third[0].last_transition_time == "T3"
-    assert transitions(first, second) == []
-    assert [(t.type, t.reason) for t in transitions(second, third)] == [("Normal", "PodsAttested")]
-    assert transitions([], first) == []  # nothing happened yet
+    assert transitions(first, second) is None
+    assert transitions(second, third) == Transition("Normal", "PodsAttested", "Attested is True (PodsAttested): 2 of 2")
+    assert transitions([], first) is None  # nothing happened yet
+    many = [Outcome.true("BaselineVerified", "Verified", "b"), Outcome.false("KeysBound", "KeyNotFound", "k"),
+            Outcome.false("Deployed", "PrerequisitesNotMet", "d")]  # fmt: skip
+    assert transitions([], merge([], many, 1, "T")) == Transition(
+        "Warning", "KeyNotFound",
+        "BaselineVerified is True (Verified): b; KeysBound is False (KeyNotFound): k; "
+        "Deployed is False (PrerequisitesNotMet): d",
+    )  # fmt: skip
+    done = merge([], [Outcome.true("Deployed", "Applied", "d"), Outcome.true("Ready", "Ready", "r")], 1, "T")
+    assert transitions([], done) == Transition(
+        "Normal", "Ready", "Deployed is True (Applied): d; Ready is True (Ready): r"
+    )
 
 
 @given(
@@ -164,28 +177,6 @@ def test_key_policies_must_release_to_the_workload() -> None:
     assert key_problems(key(allow_simulated=True), "ns/app", "b1", "sim") == []
 
 
-def record(predicate: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    payload = json.dumps({"predicate": predicate}).encode()
-    return "sha256:" + hashlib.sha256(payload).hexdigest(), {
-        "envelope": {"payload": base64.b64encode(payload).decode()}
-    }
-
-
-def test_a_baseline_is_the_one_its_reference_names() -> None:
-    measurements = MEASUREMENTS.model_dump(mode="json")
-    baseline_id, body = record({"name": "app", "version": "1", "measurements": measurements})
-    assert baseline_from_record(baseline_id, body).id == baseline_id
-    assert baseline_from_record("app@1", body).measurements == MEASUREMENTS
-    for reference in ("app@2", "sha256:" + "0" * 64):
-        with pytest.raises(BaselineError, match=f"asked for {reference}") as refused:
-            baseline_from_record(reference, body)
-        assert refused.value.reason == "BaselineMismatch" and not refused.value.transient
-    _, broken = record({"name": "app", "version": "1", "measurements": {"tee": "tdx"}})
-    with pytest.raises(BaselineError, match="a tdx reference must accept at least one mrtd") as malformed:
-        baseline_from_record("app@1", broken)
-    assert malformed.value.reason == "BaselineMalformed"
-
-
 def test_admission_parses_with_messages_naming_the_field() -> None:
     with pytest.raises(WorkloadRefusedError) as refused:
         parse({**spec().model_dump(by_alias=True), "tee": "sgx", "replicas": 500})
@@ -222,8 +213,16 @@ def test_the_crd_command_prints_the_chart_file(tmp_path: Path) -> None:
 
 def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("t\n")
+    (tmp_path / "signer.pub").write_bytes(public_pem(CryptoSigner.generate_ed25519()))
     common = ["operator", "run", "--ras-url", "http://r", "--ras-token-file", str(tmp_path / "token"), "--tks-url",
-              "http://t", "--tks-token-file", str(tmp_path / "token"), "--bgs-url", "http://b"]  # fmt: skip
+              "http://t", "--tks-token-file", str(tmp_path / "token"), "--bgs-url", "http://b",
+              "--baseline-log-key", LOG_KEY]  # fmt: skip
+    keyless = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, cwd=tmp_path)
+    assert keyless.returncode == 2 and "--baseline-signer-key" in keyless.stderr
+    common += ["--baseline-signer-key", str(tmp_path / "signer.pub")]
+    not_a_key = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--baseline-signer-key",
+                             str(tmp_path / "token"), cwd=tmp_path)  # fmt: skip
+    assert not_a_key.returncode == 2 and f"--baseline-signer-key {tmp_path / 'token'} is not" in not_a_key.stderr
     unpinned = run_teeplane(*common, "--teeplane-image", "registry.example/teeplane:1", cwd=tmp_path)
     assert unpinned.returncode == 2 and "must be pinned by digest" in unpinned.stderr
     bad = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--runtime-class", "sgx=kata", cwd=tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ import yaml
 from operator_stack import (
     ADMIN_TOKEN,
     IMAGE,
+    INITDATA,
+    MEASUREMENTS,
     TEEPLANE_IMAGE,
+    Forgery,
     Kubectl,
     NamespaceFactory,
     Operator,
@@ -221,3 +225,45 @@ def test_a_simulated_workload_runs_where_simulation_is_allowed(
     wait_condition(kubectl, ns, "real", "Deployed", "True")
     policy = httpx.get(f"{stack.ras}/v1/policies/{ns}/real", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert policy.json()["allow_simulated"] is False
+
+
+@pytest.mark.parametrize(
+    ("forgery", "reason"),
+    [
+        ("other-signer", "SignatureNotVerified"),
+        ("tampered", "SignatureNotVerified"),
+        ("wrong-proof", "InclusionNotProven"),
+    ],
+)
+def test_a_forged_baseline_deploys_and_registers_nothing(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory, forgery: Forgery, reason: str
+) -> None:
+    ns = namespace()
+    stack.bgs.publish("forged", "1", forgery=forgery)
+    kubectl.apply(workload("forged", "forged@1"), "-n", ns)
+    cw = wait_condition(kubectl, ns, "forged", "BaselineVerified", "False")
+    verified = condition(cw, "BaselineVerified")
+    assert verified["reason"] == reason and verified["message"].startswith("baseline forged@1: ")
+    assert condition(cw, "Deployed")["reason"] == "PrerequisitesNotMet"
+    assert kubectl.get("deployment", "forged", "-n", ns) is None
+    assert stack.reference_values(ns, "forged").status_code == 404
+    assert ("Warning", reason) in events(kubectl, ns, "forged")
+
+
+def test_initdata_that_is_not_the_baselines_is_refused(
+    kubectl: Kubectl, stack: Services, operator: Operator, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    baseline = stack.bgs.publish("configured", "1")
+    other = INITDATA.replace("true", "false")
+    kubectl.apply(workload("configured", baseline, initdata=other), "-n", ns)
+    cw = wait_condition(kubectl, ns, "configured", "BaselineVerified", "False")
+    refused = condition(cw, "BaselineVerified")
+    assert refused["reason"] == "InitdataMismatch"
+    assert hashlib.sha384(other.encode()).hexdigest() in refused["message"]
+    assert MEASUREMENTS.mrconfigid is not None and MEASUREMENTS.mrconfigid in refused["message"]
+    assert kubectl.get("deployment", "configured", "-n", ns) is None
+    assert stack.reference_values(ns, "configured").status_code == 404
+    # Fixing the initdata deploys it.
+    kubectl.apply(workload("configured", baseline), "-n", ns)
+    wait_condition(kubectl, ns, "configured", "Deployed", "True")

@@ -1,12 +1,12 @@
 """The ConfidentialWorkload operator under test, with everything it talks to, all real processes on
 loopback: the cluster (see kube_cluster.py) with the chart's CRDs and RBAC applied as they are, etcd,
-RAS, TKS, a BGS speaking `GET /v1/baselines/{id}` (a small local server until the BGS lands), and
+RAS, TKS, a BGS speaking `GET /v1/baselines/{id}` (a small local server serving signed and logged
+baselines, and forged ones), and
 `teeplane operator run` under the chart's service account.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -19,16 +19,27 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import httpx
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from etcd_cluster import etcd_cluster
 from processes import TEEPLANE, Service, free_port, service
+from securesystemslib.signer import CryptoSigner
 from tks_cluster import LONE_REPLICA
 
+from teeplane.baseline import dsse
+from teeplane.baseline.document import PAYLOAD_TYPE, BaselineMetadata, baseline_id, build_document
+from teeplane.baseline.dsse import Envelope
+from teeplane.baseline.errors import Code
+from teeplane.baseline.keys import public_pem
 from teeplane.baseline.measurements import ExpectedMeasurements
+from teeplane.baseline.service.models import BaselineRecord
+from teeplane.baseline.tlog import b64
+from teeplane.baseline.tlog.note import Signer as LogSigner
+from teeplane.baseline.tlog.storage import TileLog
 from teeplane.tks.client import TksClient
 from teeplane.tks.models import CreateKey, ReleasePolicy
 
@@ -38,6 +49,7 @@ ADMIN_TOKEN = "operator-test-admin-token"
 TEEPLANE_IMAGE = "registry.example/teeplane@sha256:" + "ab" * 32
 OPERATOR_NAMESPACE = "teeplane-system"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
+BGS_ORIGIN = "bgs.test/baselines"
 INITDATA = 'algorithm = "sha384"\nversion = "0.1.0"\n[data]\n"policy.rego" = "default allow := true"\n'
 #: Makes a namespace for one test (optionally labelled) and returns its name.
 NamespaceFactory = Callable[..., str]
@@ -114,14 +126,30 @@ def service_account_kubeconfig(kubectl: Kubectl, path: Path) -> Path:
     return path
 
 
-class Bgs:
-    """A BGS that serves published baselines at `GET /v1/baselines/{id or name@version}` (404 otherwise),
-    optionally slowly (to stop the operator mid-reconcile)."""
+#: How `Bgs.publish` can forge a record, for the operator to refuse.
+Forgery = Literal["other-signer", "tampered", "wrong-proof"]
 
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, Any]] = {}
+
+class Bgs:
+    """A BGS serving genuinely signed and logged baselines at `GET /v1/baselines/{id or name@version}`
+    (404 otherwise), each with a c2sp.org/tlog-proof under the log's current checkpoint, optionally
+    slowly (to stop the operator mid-reconcile). Unlike the real BGS it also serves name@version (as
+    the CRD allows), and it can serve forged records (see `publish`).
+
+    The operator pins `signer_key_file` and `log_key`."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.records: dict[str, tuple[Envelope, int]] = {}
         self.delays: dict[str, float] = {}
         self.requests: list[str] = []
+        self._signer = CryptoSigner.generate_ed25519()
+        self._other_signer = CryptoSigner.generate_ed25519()
+        log_signer = LogSigner(BGS_ORIGIN, Ed25519PrivateKey.generate())
+        self.log_key = log_signer.verifier.vkey
+        self._log = TileLog.create(workdir / "bgs-log", log_signer)
+        self._lock = threading.Lock()
+        self.signer_key_file = workdir / "bgs-signer.pub"
+        self.signer_key_file.write_bytes(public_pem(self._signer))
         bgs = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -129,7 +157,7 @@ class Bgs:
                 reference = unquote(self.path.removeprefix("/v1/baselines/"))
                 bgs.requests.append(reference)
                 time.sleep(bgs.delays.get(reference, 0.0))
-                record = bgs.records.get(reference)
+                record = bgs.record(reference)
                 body = json.dumps(record or {"code": "baseline.not_found", "detail": f"no baseline {reference}"})
                 try:
                     self.send_response(200 if record else 404)
@@ -152,25 +180,40 @@ class Bgs:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def publish(self, name: str, version: str, measurements: ExpectedMeasurements = MEASUREMENTS) -> str:
-        """Publish a baseline; its ID (the SHA-256 of its statement), also served under name@version."""
-        statement = {
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": "measurement/mrtd", "digest": {"sha384": measurements.mrtd}}],
-            "predicateType": "https://teeplane.io/baseline/v1",
-            "predicate": {"name": name, "version": version, "measurements": measurements.model_dump(mode="json")},
-        }
-        payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
-        baseline_id = "sha256:" + hashlib.sha256(payload).hexdigest()
-        envelope = {"payloadType": "application/vnd.in-toto+json", "payload": base64.b64encode(payload).decode(),
-                    "signatures": [{"keyid": "test", "sig": base64.b64encode(b"unchecked").decode()}]}  # fmt: skip
-        record = {"id": baseline_id, "index": len(self.records), "envelope": envelope, "proof": ""}
-        self.records[baseline_id] = self.records[f"{name}@{version}"] = record
-        return baseline_id
+    def publish(
+        self, name: str, version: str, measurements: ExpectedMeasurements = MEASUREMENTS, forgery: Forgery | None = None
+    ) -> str:
+        """Sign and log a baseline; its ID, also served under name@version. A `forgery` is signed by a
+        key the operator does not pin, has a payload changed after signing, or comes with the inclusion
+        proof of another entry."""
+        document = build_document(measurements, BaselineMetadata(name=name, version=version))
+        signer = self._other_signer if forgery == "other-signer" else self._signer
+        envelope = dsse.sign(document.payload, PAYLOAD_TYPE, [signer])
+        if forgery == "tampered":
+            payload = document.payload.replace(measurements.mrtd.encode(), b"ee" * 48)
+            envelope = envelope.model_copy(update={"payload": b64.encode(payload)})
+        with self._lock:
+            (index,) = self._log.append([envelope.canonical()])
+            if forgery == "wrong-proof":
+                (index,) = self._log.append([b"another entry"])
+            self.records[document.id] = self.records[f"{name}@{version}"] = (envelope, index)
+        return document.id
+
+    def record(self, reference: str) -> dict[str, Any] | None:
+        """What the BGS answers for `reference`, its proof under the current checkpoint; None if unknown."""
+        with self._lock:
+            if reference not in self.records:
+                return None
+            envelope, index = self.records[reference]
+            proof = self._log.tlog_proof(index).decode()
+        record = BaselineRecord(id=baseline_id(b64.decode(envelope.payload, Code.DSSE_MALFORMED, "payload")),
+                                index=index, envelope=envelope, proof=proof)  # fmt: skip
+        return record.model_dump(mode="json")
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._log.close()
 
 
 @dataclass
@@ -187,11 +230,20 @@ class Services:
         return self.ras_process.url
 
     def create_key(self, key_id: str, workloads: list[str], baselines: list[str], **policy: Any) -> None:
-        client = TksClient(self.tks, admin_token=ADMIN_TOKEN)
-        try:
+        with self._tks() as client:
             client.create(
                 CreateKey(id=key_id, policy=ReleasePolicy(workloads=workloads, baselines=baselines, **policy))
             )
+
+    def set_key_policy(self, key_id: str, workloads: list[str], baselines: list[str]) -> None:
+        with self._tks() as client:
+            client.set_policy(key_id, ReleasePolicy(workloads=workloads, baselines=baselines))
+
+    @contextmanager
+    def _tks(self) -> Iterator[TksClient]:
+        client = TksClient(self.tks, admin_token=ADMIN_TOKEN)
+        try:
+            yield client
         finally:
             client.close()
 
@@ -207,7 +259,7 @@ def services(workdir: Path) -> Iterator[Services]:
     tokens = workdir / "admin-tokens"
     tokens.write_text(ADMIN_TOKEN + "\n")
     (workdir / "kek").write_bytes(os.urandom(32))
-    bgs = Bgs()
+    bgs = Bgs(workdir)
     with ExitStack() as stack:
         stack.callback(bgs.close)
         etcd = stack.enter_context(etcd_cluster(workdir, 1))
@@ -244,7 +296,9 @@ class Operator:
     def args(self) -> list[str]:
         s = self.services
         return ["operator", "run", "--ras-url", s.ras, "--ras-token-file", str(s.token_file), "--tks-url", s.tks,
-                "--tks-token-file", str(s.token_file), "--bgs-url", s.bgs.url, "--teeplane-image", TEEPLANE_IMAGE,
+                "--tks-token-file", str(s.token_file), "--bgs-url", s.bgs.url,
+                "--baseline-signer-key", str(s.bgs.signer_key_file), "--baseline-log-key", s.bgs.log_key,
+                "--teeplane-image", TEEPLANE_IMAGE,
                 "--priority", str(self.priority), "--webhook-port", str(self.webhook_port),
                 "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
                 "--unregister-attempts", "3", "--unregister-delay", "0.5",
@@ -324,6 +378,17 @@ def wait_condition(kubectl: Kubectl, ns: str, name: str, kind: str, status: str,
     return found
 
 
-def events(kubectl: Kubectl, ns: str, name: str) -> list[tuple[str, str]]:
+def _events(kubectl: Kubectl, ns: str, name: str) -> list[dict[str, Any]]:
     listed = kubectl.get("events", "-n", ns, "--field-selector", f"involvedObject.name={name}")
-    return [(e["type"], e["reason"]) for e in listed["items"]]
+    items: list[dict[str, Any]] = listed["items"]
+    return items
+
+
+def events(kubectl: Kubectl, ns: str, name: str) -> list[tuple[str, str]]:
+    """The (type, reason) of each Event about `name`."""
+    return [(e["type"], e["reason"]) for e in _events(kubectl, ns, name)]
+
+
+def event_messages(kubectl: Kubectl, ns: str, name: str) -> list[str]:
+    """The message of each Event about `name`."""
+    return [e.get("message", "") for e in _events(kubectl, ns, name)]
