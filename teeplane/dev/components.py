@@ -87,7 +87,9 @@ def operator(layout: Layout, ports: dict[str, int], kubeconfig_digest: str) -> C
     token = str(layout.admin_token_file)
     argv = (*TEEPLANE, "operator", "run", "--ras-url", _https(ports["ras"]), "--ras-token-file", token,
             "--tks-url", _https(ports[TKS_REPLICAS[0]]), "--tks-token-file", token,
-            "--bgs-url", _https(ports["bgs"]), "--teeplane-image", DEV_IMAGE, "--ca-file", str(layout.ca_file),
+            "--bgs-url", _https(ports["bgs"]), "--baseline-signer-key", str(layout.bgs_signer_public),
+            "--baseline-log-key", str(layout.bgs_log_vkey), "--teeplane-image", DEV_IMAGE, "--ca-file",
+            str(layout.ca_file),
             "--standalone", "--webhook-port", str(ports["operator-webhook"]), "--liveness", liveness)  # fmt: skip
     return Component(
         "operator", argv, f"https://127.0.0.1:{ports['operator-webhook']}", liveness,

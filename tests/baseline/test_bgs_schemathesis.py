@@ -74,7 +74,7 @@ def test_the_routes_under_test_exist() -> None:
     operations = {(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())}
     assert operations == {
         ("POST", "/v1/baselines"),
-        ("GET", "/v1/baselines/{baseline_id}"),
+        ("GET", "/v1/baselines/{wanted}"),
         ("GET", "/checkpoint"),
         ("GET", "/tile/{tile_path}"),
     }

@@ -119,10 +119,13 @@ def test_waits_for_the_eps_sidecar_to_start(stack: Stack, tmp_path: Path) -> Non
     stack.eps.stop()
     waiting = subprocess.Popen([*TEEPLANE, "agent", "fetch-keys", "--ras", stack.ras, "--tks", stack.tks,
                                 "--eps", stack.eps.url, "--namespace", "payments", "--name", "ledger", "--out-dir",
-                                str(out), "--key", "ledger-password=password", "--timeout", "30"],
+                                str(out), "--key", "ledger-password=password", "--timeout", "60"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert waiting.stderr is not None
+    first = waiting.stderr.readline()  # it has tried the EPS and is waiting to try again
     stack.eps.start()
-    _, stderr = waiting.communicate(timeout=60)
+    _, rest = waiting.communicate(timeout=90)
+    stderr = first + rest
     assert waiting.returncode == 0, stderr
     assert "retrying" in stderr
     assert (out / "password").read_bytes() == SECRET
