@@ -80,6 +80,11 @@ class CollateralCache:
         self._fetched: dict[tuple[bytes, str], _Fetched] = {}
         self._flights: dict[tuple[bytes, str], Future[Collateral]] = {}
 
+    @property
+    def fetches(self) -> bool:
+        """Whether looking collateral up may fetch it (a PCS fetcher is configured): it can block."""
+        return self._fetcher is not None
+
     def add(self, collateral: Collateral) -> bytes:
         """Add a bundle (validated); return its FMSPC."""
         fmspc = collateral.tcb_info_model.fmspc

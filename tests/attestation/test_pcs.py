@@ -5,12 +5,15 @@ from files, and refuses what a broken, lying or absent PCS serves, with typed er
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -174,6 +177,31 @@ def test_ras_serve_with_pcs_url_verifies_a_genuine_quote(
                 client.attest(tdx_request(client.challenge().nonce, (tdx / SAME_FMSPC).read_bytes()))
             assert "tcb.not_supported" in {e["code"] for e in refused.value.errors}
             assert len(pcs.requests) == 4
+
+
+def test_a_slow_pcs_does_not_stall_ras(tmp_path: Path, tdx: Path) -> None:
+    """While one attestation waits for PCS, RAS goes on answering everyone else (the fetch runs
+    beside the event loop, not in it)."""
+    tokens = tmp_path / "admin-tokens"
+    tokens.write_text(ADMIN + "\n")
+    quote = (tdx / QUOTE).read_bytes()
+    with fake_pcs(dcap_qvl_data(tdx)) as pcs:
+        pcs.delay = 1.0  # four requests: the first attestation takes about 4 s
+        args = ["ras", "serve", "--state", str(tmp_path / "ras"), "--admin-token-file", str(tokens),
+                "--pcs-url", pcs.url, "--pcs-root-ca-crl-url", pcs.root_ca_crl_url,
+                "--at", DCAP_QVL_AT.strftime("%Y-%m-%dT%H:%M:%SZ"), "--replay-recorded-evidence"]  # fmt: skip
+        with service("ras", args, tmp_path) as ras_url, closing(RasClient(ras_url, admin_token=ADMIN)) as admin:
+            mrtd = parse_quote(quote).body.measurements()["mrtd"]
+            admin.put_reference_values(WORKLOAD.namespace, WORKLOAD.name, ReferenceValues(tee="tdx", mrtd=[mrtd]))
+            with ThreadPoolExecutor(1) as pool, closing(RasClient(ras_url)) as client:
+                slow = pool.submit(lambda: client.attest(tdx_request(client.challenge().nonce, quote)))
+                while not pcs.requests:
+                    time.sleep(0.01)
+                started = time.monotonic()
+                assert httpx.post(ras_url + "/v1/challenge", timeout=10).status_code == 200
+                assert time.monotonic() - started < 0.5
+                assert not slow.done()
+                assert slow.result(timeout=30).token
 
 
 def test_genuine_quote_verifies_with_fetched_collateral_only(
