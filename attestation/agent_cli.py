@@ -92,7 +92,7 @@ def attest_command(
 @app.command("fetch-keys")
 def fetch_keys_command(
     ras: _Ras,
-    tks: Annotated[str, typer.Option(help="TKS base URL.")],
+    tks: Annotated[str, typer.Option(help="TKS base URL; replicas comma-separated (tried in turn).")],
     eps: _Eps,
     namespace: _Namespace,
     name: _Name,

@@ -50,7 +50,9 @@ def crd_command(
 def run_command(
     ras_url: Annotated[str, typer.Option(help="RAS base URL (the operator's and the pods').")],
     ras_token_file: Annotated[Path, typer.Option(help="File holding a RAS admin token.")],
-    tks_url: Annotated[str, typer.Option(help="TKS base URL (the operator's and the pods').")],
+    tks_url: Annotated[
+        str, typer.Option(help="TKS base URL (the operator's and the pods'); replicas comma-separated.")
+    ],
     tks_token_file: Annotated[Path, typer.Option(help="File holding a TKS admin token.")],
     bgs_url: Annotated[str, typer.Option(help="BGS base URL.")],
     baseline_signer_key: Annotated[

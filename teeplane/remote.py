@@ -41,6 +41,10 @@ class ServiceClient:
     bearer token, and every error answered as RemoteError (`service.unreachable` when the service
     does not answer at all).
 
+    `base_url` may list replicas, comma-separated (like etcd's endpoints): a call that cannot
+    connect to one goes to the next (only then: a request that reached a replica is never sent
+    twice), and later calls stay with the replica that answered.
+
     `http` replaces the connection (e.g. a `fastapi.testclient.TestClient`); then `base_url`,
     `verify` and `timeout` are its own.
     """
@@ -57,7 +61,8 @@ class ServiceClient:
         timeout: float = 30.0,
         http: httpx.Client | None = None,
     ) -> None:
-        self._http = http or httpx.Client(base_url=base_url, timeout=timeout, verify=verify)
+        self._endpoints = [url.strip() for url in base_url.split(",") if url.strip()] or [base_url]
+        self._http = http or httpx.Client(base_url=self._endpoints[0], timeout=timeout, verify=verify)
         if admin_token:
             self._http.headers["Authorization"] = f"Bearer {admin_token}"
 
@@ -68,12 +73,27 @@ class ServiceClient:
     def _call(
         self, method: str, path: str, json: Any = None, *, headers: dict[str, str] | None = None
     ) -> httpx.Response:
-        try:
-            response = self._http.request(method, path, json=json, headers=headers)
-        except httpx.HTTPError as exc:
-            raise RemoteError("service.unreachable", f"{self.service} at {self._http.base_url}: {exc}", 503) from None
+        response = self._send(method, path, json, headers)
         raise_for_problem(response)
         return response
+
+    def _send(self, method: str, path: str, json: Any, headers: dict[str, str] | None) -> httpx.Response:
+        """The response, from the first endpoint that can be connected to."""
+        tries = len(self._endpoints)
+        while True:
+            try:
+                return self._http.request(method, path, json=json, headers=headers)
+            except httpx.ConnectError as exc:
+                tries -= 1
+                if tries == 0:
+                    raise self._unreachable(exc) from None
+                self._endpoints.append(self._endpoints.pop(0))
+                self._http.base_url = httpx.URL(self._endpoints[0])
+            except httpx.HTTPError as exc:
+                raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: httpx.HTTPError) -> RemoteError:
+        return RemoteError("service.unreachable", f"{self.service} at {self._http.base_url}: {exc}", 503)
 
     def _json(self, method: str, path: str, json: Any = None) -> Any:
         """The JSON body of a successful call, or `service.bad_response`."""

@@ -37,7 +37,9 @@ _SecretFile = Annotated[
 @app.callback()
 def _connect(
     context: typer.Context,
-    url: Annotated[str, typer.Option(envvar="TEEPLANE_TKS_URL", help="TKS base URL.")] = "http://127.0.0.1:8600",
+    url: Annotated[
+        str, typer.Option(envvar="TEEPLANE_TKS_URL", help="TKS base URL; replicas comma-separated.")
+    ] = "http://127.0.0.1:8600",
     token: Annotated[
         str | None, typer.Option(envvar="TEEPLANE_TKS_TOKEN", help="Admin bearer token.", show_default=False)
     ] = None,

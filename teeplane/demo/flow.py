@@ -80,7 +80,8 @@ def run(stack: Stack, workdir: Path) -> Iterator[Step]:
     )
 
     sealed_file = workdir / "sealed.bin"
-    version = _create_key_and_seal(TksClient(live_tks(stack), admin_token=token, verify=tls), record.id, sealed_file)
+    tks = TksClient(tks_endpoints(stack), admin_token=token, verify=tls)
+    version = _create_key_and_seal(tks, record.id, sealed_file)
     yield Step(
         f"key {KEY_ID} created at TKS with a release policy; example data sealed with it",
         True,
@@ -146,15 +147,9 @@ def _registers(m: ExpectedMeasurements) -> str:
     return "  ".join(f"{name} {value[:12]}.." for name, value in values.items() if value)
 
 
-def live_tks(stack: Stack) -> str:
-    """A TKS replica that answers (any replica: followers forward writes to the leader)."""
-    for url in stack.tks_urls:
-        try:
-            TksClient(url, verify=trusting(stack.ca_file), timeout=2.0).cluster()
-            return url
-        except RemoteError:
-            continue
-    return stack.tks_urls[0]
+def tks_endpoints(stack: Stack) -> str:
+    """Every TKS replica, comma-separated: a client goes on to the next when one is down."""
+    return ",".join(stack.tks_urls)
 
 
 def _create_key_and_seal(tks: TksClient, baseline_id: str, sealed_file: Path) -> int:
@@ -186,7 +181,7 @@ def _open_sealed(key: bytes, sealed_file: Path) -> bytes:
 
 
 def _fetch_keys(stack: Stack, td: str, keys_dir: Path) -> Outcome:
-    return teeplane("agent", "fetch-keys", "--ras", stack.ras_url, "--tks", live_tks(stack), "--eps", td,
+    return teeplane("agent", "fetch-keys", "--ras", stack.ras_url, "--tks", tks_endpoints(stack), "--eps", td,
                     "--namespace", NAMESPACE, "--name", NAME, "--pod", f"{NAME}-td", "--out-dir", str(keys_dir),
                     "--key", f"{KEY_ID}={KEY_PATH}", "--ca-file", str(stack.ca_file), "--timeout",
                     str(PATIENCE), "--json", cwd=keys_dir.parent)  # fmt: skip

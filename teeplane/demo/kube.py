@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from teeplane.demo.flow import live_tks
+from teeplane.demo.flow import tks_endpoints
 from teeplane.demo.step import Step
 from teeplane.dev.stack import Stack
 from teeplane.remote import RemoteError
@@ -29,7 +29,7 @@ READY_TIMEOUT = 120.0
 
 def apply_example(stack: Stack, kubeconfig: Path, examples: Path, baseline_id: str) -> Iterator[Step]:
     """Create the example's key, apply the example, and wait for the operator's conditions."""
-    tks = TksClient(live_tks(stack), admin_token=stack.admin_token(), verify=trusting(stack.ca_file))
+    tks = TksClient(tks_endpoints(stack), admin_token=stack.admin_token(), verify=trusting(stack.ca_file))
     policy = ReleasePolicy(workloads=[f"{EXAMPLE_NAMESPACE}/{EXAMPLE_NAME}"], baselines=[baseline_id],
                            tee_types=["tdx"])  # fmt: skip
 

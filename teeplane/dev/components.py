@@ -86,7 +86,7 @@ def operator(layout: Layout, ports: dict[str, int], kubeconfig_digest: str) -> C
     liveness = f"http://127.0.0.1:{ports['operator-liveness']}/healthz"
     token = str(layout.admin_token_file)
     argv = (*TEEPLANE, "operator", "run", "--ras-url", _https(ports["ras"]), "--ras-token-file", token,
-            "--tks-url", _https(ports[TKS_REPLICAS[0]]), "--tks-token-file", token,
+            "--tks-url", ",".join(_https(ports[name]) for name in TKS_REPLICAS), "--tks-token-file", token,
             "--bgs-url", _https(ports["bgs"]), "--baseline-signer-key", str(layout.bgs_signer_public),
             "--baseline-log-key", str(layout.bgs_log_vkey), "--teeplane-image", DEV_IMAGE, "--ca-file",
             str(layout.ca_file),

@@ -34,6 +34,7 @@ from teeplane.baseline import dsse
 from teeplane.baseline.document import PAYLOAD_TYPE, BaselineMetadata, baseline_id, build_document
 from teeplane.baseline.dsse import Envelope
 from teeplane.baseline.errors import Code
+from teeplane.baseline.example import initdata as example_initdata
 from teeplane.baseline.keys import public_pem
 from teeplane.baseline.measurements import ExpectedMeasurements
 from teeplane.baseline.service.models import BaselineRecord
@@ -50,7 +51,8 @@ TEEPLANE_IMAGE = "registry.example/teeplane@sha256:" + "ab" * 32
 OPERATOR_NAMESPACE = "teeplane-system"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
 BGS_ORIGIN = "bgs.test/baselines"
-INITDATA = 'algorithm = "sha384"\nversion = "0.1.0"\n[data]\n"policy.rego" = "default allow := true"\n'
+#: The example build's initdata, which examples/confidentialworkload.yaml carries too.
+INITDATA = example_initdata().decode()
 #: Makes a namespace for one test (optionally labelled) and returns its name.
 NamespaceFactory = Callable[..., str]
 MEASUREMENTS = ExpectedMeasurements(tee="tdx", mrtd="11" * 48, mrconfigid=hashlib.sha384(INITDATA.encode()).hexdigest())
