@@ -58,7 +58,20 @@ Schema = dict[str, Any]
 def cli_markdown(out: Path) -> None:
     """Write the CLI reference with Typer's generator (a subprocess: it imports the app itself)."""
     subprocess.run(
-        [sys.executable, "-m", "typer", "teeplane.cli", "utils", "docs", "--name", "teeplane", "--output", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "typer",
+            "--app",
+            "app",
+            "teeplane.cli",
+            "utils",
+            "docs",
+            "--name",
+            "teeplane",
+            "--output",
+            str(out),
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "PYTHONSAFEPATH": "1"},  # `-m` would put the working directory (operator/!) on sys.path

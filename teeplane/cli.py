@@ -1,32 +1,38 @@
-"""The `teeplane` command: a root that mounts each part's commands."""
+"""The `teeplane` command: a root that mounts each part's commands.
+
+A part's commands are imported only when they run (`teeplane operator run` loads neither the key
+service nor the attestation services: a leaner process), and all of them for help, the docs and
+tests (`teeplane.cli.app`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+import sys
+from typing import Annotated, Any
 
 import typer
 
 from teeplane import __version__
-from teeplane.attestation.agent_cli import app as agent_app
-from teeplane.attestation.cli import app as attest_app
-from teeplane.attestation.eps.cli import app as eps_app
-from teeplane.attestation.ras.cli import app as ras_app
-from teeplane.attestation.verify_cli import verify_command
-from teeplane.baseline.cli import app as baseline_app
-from teeplane.baseline.service.cli import app as bgs_app
-from teeplane.demo.cli import demo_command
-from teeplane.dev.cli import app as dev_app
-from teeplane.operator.cli import app as operator_app
-from teeplane.tks.cli import app as tks_app
-from teeplane.tks.keys_cli import app as keys_app
 
-app = typer.Typer(
-    name="teeplane",
-    help="TEEPlane: confidential workloads on Kubernetes, with transparent code attestation.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+#: Command groups: name -> the module whose Typer `app` holds them.
+GROUPS = {
+    "attest": "teeplane.attestation.cli",
+    "eps": "teeplane.attestation.eps.cli",
+    "ras": "teeplane.attestation.ras.cli",
+    "agent": "teeplane.attestation.agent_cli",
+    "tks": "teeplane.tks.cli",
+    "keys": "teeplane.tks.keys_cli",
+    "baseline": "teeplane.baseline.cli",
+    "bgs": "teeplane.baseline.service.cli",
+    "operator": "teeplane.operator.cli",
+    "dev": "teeplane.dev.cli",
+}
+#: Single commands: name -> (module, function).
+COMMANDS = {
+    "verify": ("teeplane.attestation.verify_cli", "verify_command"),
+    "demo": ("teeplane.demo.cli", "demo_command"),
+}
 
 
 def _version(value: bool) -> None:
@@ -35,7 +41,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
@@ -44,20 +49,33 @@ def _root(
     """Exit codes: 0 success, 1 verification refused, 2 bad input or usage."""
 
 
-app.add_typer(attest_app, name="attest")
-app.add_typer(eps_app, name="eps")
-app.add_typer(ras_app, name="ras")
-app.add_typer(agent_app, name="agent")
-app.add_typer(tks_app, name="tks")
-app.add_typer(keys_app, name="keys")
-app.add_typer(baseline_app, name="baseline")
-app.add_typer(bgs_app, name="bgs")
-app.add_typer(operator_app, name="operator")
-app.add_typer(dev_app, name="dev")
-app.command("verify")(verify_command)
-app.command("demo")(demo_command)
+def build(only: str | None = None) -> typer.Typer:
+    """The root command with every part's commands, or with only the one named `only`."""
+    root = typer.Typer(
+        name="teeplane",
+        help="TEEPlane: confidential workloads on Kubernetes, with transparent code attestation.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    root.callback()(_root)
+    for name, module in GROUPS.items():
+        if only in (None, name):
+            root.add_typer(importlib.import_module(module).app, name=name)
+    for name, (module, function) in COMMANDS.items():
+        if only in (None, name):
+            root.command(name)(getattr(importlib.import_module(module), function))
+    return root
+
+
+def __getattr__(name: str) -> Any:
+    """`app`: the whole command tree (built on first use)."""
+    if name == "app":
+        return build()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: loads only the part the command line names."""
+    named = sys.argv[1] if len(sys.argv) > 1 else None
+    build(named if named in GROUPS or named in COMMANDS else None)()
