@@ -59,9 +59,9 @@ def test_the_demo_passes_while_a_tks_replica_dies_and_down_leaves_nothing(tmp_pa
         assert "confidentialworkload.teeplane.io/ledger created" in output
         assert re.search(r"^\s+Ready\s+True\s", output, re.MULTILINE), output
     finally:
+        demo.kill()
         pids = [r.pid for n in COMPONENTS if (r := supervisor.record(Layout(state), n))]
         down = run_teeplane("dev", "down", "--state-dir", str(state), cwd=tmp_path)
-        demo.kill()
     assert down.returncode == 0, down.stderr
     assert len(pids) == len(COMPONENTS) and not [pid for pid in pids if supervisor.alive(pid)]
     survivors = subprocess.run(["pgrep", "-af", str(state)], capture_output=True, text=True, check=False).stdout
