@@ -46,7 +46,7 @@ def test_token_carries_measurements_workload_and_tee_key(ras: Ras, authority: Si
     client = ras.client()
     request = evidence_request(td, client.challenge().nonce)
     issued = client.attest(request)
-    claims = verify_token(issued.token, client.jwks(), audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
+    claims = verify_token(issued.token, client.jwks(), audience=AUDIENCE, issuer=ISSUER, now=NOW)
     submod = claims["submods"]["tdx"]
     assert claims["cnf"]["jwk"] == request.runtime_data["tee_pubkey"]
     assert submod["teeplane.measurements"]["mrtd"] == td.mrtd.hex()
@@ -159,7 +159,7 @@ def test_replicas_share_nonces_and_refuse_a_second_use(tmp_path: Path, authority
     a.service.put_policy(WORKLOAD.key, AppraisalPolicy(allow_simulated=True))
     nonce = a.client().challenge().nonce
     token = b.client().attest(evidence_request(td, nonce)).token
-    claims = verify_token(token, a.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
+    claims = verify_token(token, a.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=NOW)
     assert claims["submods"]["tdx"]["teeplane.workload"]["name"] == "ledger"
     assert refusal(a, evidence_request(td, nonce)).code == "nonce.reused"
     assert refusal(b, evidence_request(td, nonce)).code == "nonce.reused"
@@ -171,19 +171,19 @@ def test_restart_keeps_reference_values_policies_and_keys(tmp_path: Path, author
     admin = first.client(admin=True)
     admin.put_reference_values(WORKLOAD.namespace, WORKLOAD.name, reference_for(td))
     admin.put_policy(
-        WORKLOAD.namespace, WORKLOAD.name, AppraisalPolicy(allow_simulated=True, token_lifetime_seconds=590)
-    )  # not the default, and long enough for a slow machine
+        WORKLOAD.namespace, WORKLOAD.name, AppraisalPolicy(allow_simulated=True, token_lifetime_seconds=60)
+    )
     token = first.client().attest(evidence_request(td, first.client().challenge().nonce)).token
     jwks_before = first.client().jwks()
     first.service.store.close()
 
     second = make_ras(tmp_path / "ras.db", authority)
     assert second.client().jwks() == jwks_before
-    verify_token(token, second.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
-    assert second.service.policy(WORKLOAD.key).token_lifetime_seconds == 590
+    verify_token(token, second.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=NOW)
+    assert second.service.policy(WORKLOAD.key).token_lifetime_seconds == 60
     again = second.client().attest(evidence_request(td, second.client().challenge().nonce)).token
-    claims = verify_token(again, second.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
-    assert claims["exp"] - claims["iat"] == 590
+    claims = verify_token(again, second.client().jwks(), audience=AUDIENCE, issuer=ISSUER, now=NOW)
+    assert claims["exp"] - claims["iat"] == 60
 
 
 def test_admin_api_needs_a_token(ras: Ras) -> None:
@@ -238,11 +238,11 @@ def test_rotation_keeps_old_tokens_verifiable(ras: Ras, authority: SimulationAut
     new_kid = ras.client(admin=True)._call("POST", "/v1/admin/keys/rotate").json()["kid"]
     jwks = client.jwks()
     assert new_kid in {k["kid"] for k in jwks["keys"]} and len(jwks["keys"]) == 2
-    verify_token(old, jwks, audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
+    verify_token(old, jwks, audience=AUDIENCE, issuer=ISSUER, now=NOW)
     fresh = client.attest(evidence_request(td, client.challenge().nonce)).token
     header = json.loads(b64url_decode(fresh.split(".")[0], "header"))
     assert header["kid"] == new_kid
-    verify_token(fresh, jwks, audience=AUDIENCE, issuer=ISSUER, now=datetime.now(UTC))
+    verify_token(fresh, jwks, audience=AUDIENCE, issuer=ISSUER, now=NOW)
 
 
 def _solana_bundle(tdx: Path) -> bytes:

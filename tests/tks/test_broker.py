@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,8 @@ def broker_for(ras: Ras, policy: ReleasePolicy, *, audience: str = AUDIENCE, now
             material, key_id="ledger-key", version=version, kek=KEK
         ).to_bytes()
     jwks = JwksCache(fetch=ras.service.jwks)
-    return KeyBroker(view, KEK, jwks, audience=audience, issuer=ISSUER, clock=lambda: now or datetime.now(UTC))
+    # The broker's clock is RAS's (fixed when the tests were collected): tokens are judged when they were issued.
+    return KeyBroker(view, KEK, jwks, audience=audience, issuer=ISSUER, clock=lambda: now or ras.clock.now)
 
 
 SIMULATED_OK = ReleasePolicy(workloads=[WORKLOAD.key], baselines=["baseline-example-1"], allow_simulated=True)
@@ -125,7 +126,7 @@ def test_token_of_another_ras_has_an_unknown_kid(tmp_path: Path, ras: Ras, autho
 
 def test_expired_token_and_wrong_audience(ras: Ras, authority: SimulationAuthority) -> None:
     token, _ = attest(ras, authority)
-    later = datetime.now(UTC) + timedelta(minutes=10)
+    later = ras.clock.now + timedelta(minutes=10)
     assert refused(lambda: broker_for(ras, SIMULATED_OK, now=later).release("ledger-key", f"Bearer {token}")).code == (
         "token.expired"
     )
