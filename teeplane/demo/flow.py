@@ -195,9 +195,11 @@ def _verify(stack: Stack, td: str, baseline_id: str) -> Outcome:
 
 def _checks(outcome: Outcome) -> str:
     checks = outcome.output.get("checks", [])
+    if not checks:
+        return _why(outcome)
     passed = sum(1 for c in checks if c.get("ok"))
     baseline = next((c.get("detail") for c in checks if "baseline" in str(c.get("name"))), None)
-    return f"{passed}/{len(checks)} checks passed" + (f"; {baseline}" if baseline else "") or _why(outcome)
+    return f"{passed}/{len(checks)} checks passed" + (f"; {baseline}" if baseline else "")
 
 
 def _why(outcome: Outcome) -> str:
