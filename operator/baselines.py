@@ -71,6 +71,10 @@ class BaselineVerifier(Protocol):
 
     def verify(self, reference: str) -> VerifiedBaseline: ...
 
+    def cached(self, reference: str) -> VerifiedBaseline | None:
+        """The baseline if `verify` would answer it without asking the BGS (no blocking), else None."""
+        ...
+
 
 class BgsBaselines(BgsClient):
     """Baselines from the BGS, verified under pinned keys and checked against the reference that names them."""
@@ -100,15 +104,20 @@ class BgsBaselines(BgsClient):
             flight = self._flights.setdefault(reference, threading.Lock())
         with flight:
             now = self._clock()
-            with self._lock:
-                cached = self._verified.get(reference)
-            if cached is not None and now < cached[0]:
-                return cached[1]
+            cached = self.cached(reference)
+            if cached is not None:
+                return cached
             verified = self._fetch_and_verify(reference)
             with self._lock:
                 self._verified = {ref: kept for ref, kept in self._verified.items() if now < kept[0]}
                 self._verified[reference] = (now + CACHE_SECONDS, verified)
             return verified
+
+    def cached(self, reference: str) -> VerifiedBaseline | None:
+        """The baseline verified less than CACHE_SECONDS ago, or None."""
+        with self._lock:
+            cached = self._verified.get(reference)
+        return cached[1] if cached is not None and self._clock() < cached[0] else None
 
     def _fetch_and_verify(self, reference: str) -> VerifiedBaseline:
         try:

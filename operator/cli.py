@@ -22,9 +22,10 @@ from teeplane.io import read_file
 from teeplane.operator.baselines import BgsBaselines
 from teeplane.operator.config import Placement, RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd_yaml
-from teeplane.operator.handlers import HandledSpecs, Unregistering, build_registry, configure, post_event
+from teeplane.operator.handlers import Unregistering, build_registry, configure, post_event
 from teeplane.operator.kube import Kube
 from teeplane.operator.model import TEES, Tee
+from teeplane.operator.persistence import HandledSpecs
 from teeplane.operator.reconcile import Reconciler, Services
 from teeplane.tks.client import TksClient
 from teeplane.tls import CertificateAuthority, trusting
@@ -90,6 +91,8 @@ def run_command(
 ) -> None:
     """Run the operator until interrupted (KUBECONFIG, or the in-cluster service account)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("aiohttp.access", "httpx"):  # a line per admission request, per call to RAS or TKS
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         render_config = RenderConfig(teeplane_image, ras_url, tks_url, _placements(runtime_class or []))
         verify = trusting(ca_file)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,14 +23,13 @@ from teeplane.operator import admission
 from teeplane.operator.conditions import Transition
 from teeplane.operator.config import RenderConfig
 from teeplane.operator.kube import Kube
-from teeplane.operator.model import GROUP, KIND, PLURAL, VERSION
+from teeplane.operator.model import GROUP, PLURAL, VERSION
+from teeplane.operator.persistence import HandledSpecs, ProgressAnnotations
 from teeplane.operator.reconcile import Reconciler
 from teeplane.operator.render import MANAGED_BY
 from teeplane.tks.client import TksClient
 
 FINALIZER = "teeplane.io/unregister"
-#: Kopf's own annotations (the progress of a handler that is retried) go under this prefix.
-ANNOTATIONS_PREFIX = "operator.teeplane.io"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
 _OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 logger = logging.getLogger(__name__)
@@ -46,7 +44,10 @@ class Unregistering:
 
 
 def post_event(reference: dict[str, Any], transition: Transition) -> None:
-    """Post an Event about a workload (Kopf queues and sends it)."""
+    """Post an Event about a workload (Kopf queues and sends it), and log it."""
+    meta = reference["metadata"]
+    log = logger.warning if transition.type == "Warning" else logger.info
+    log("%s/%s: %s: %s", meta["namespace"], meta["name"], transition.reason, transition.message)
     kopf.event(
         kopf.Body(cast(kopf.RawBody, reference)),
         type=transition.type,
@@ -125,7 +126,10 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             spec = admission.parse(body.get("spec"))
             assert namespace is not None  # ConfidentialWorkloads are namespaced
             labels = await kube.namespace_labels(namespace) if spec.tee == "sim" else {}
-            await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
+            if spec.keys:  # asks TKS
+                await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
+            else:
+                admission.check(spec, namespace, labels, tks)
         except admission.WorkloadRefusedError as refused:
             raise kopf.AdmissionError(str(refused), code=422) from None
 
@@ -142,40 +146,6 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             patch.setdefault("spec", {})["runtimeClassName"] = runtime_class
 
 
-class HandledSpecs(kopf.DiffBaseStorage):
-    """Kopf's record of the spec it last handled for each workload, kept in this process's memory.
-
-    Handling a workload thus writes nothing to it (Kopf's default annotation costs a PATCH, a watch
-    event and a webhook call per change). A new process (a restart, a standby taking over) has no
-    record and handles each workload as new, which the level-based reconcile makes harmless. The
-    essence is the spec alone: Kopf builds it for every event of every watched object, and its
-    default deep-copies the whole body (managed fields, status); the objects the operator only
-    watches get an empty one.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._handled: dict[str, kopf.BodyEssence] = {}
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        """The essence compared with the last handled one: `{"spec": ...}` of a ConfidentialWorkload."""
-        if body.get("kind") != KIND:
-            return cast(kopf.BodyEssence, {})
-        return cast(kopf.BodyEssence, {"spec": copy.deepcopy(dict(body.get("spec", {})))})
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        """The essence last handled, None if this process handled none."""
-        return self._handled.get(body.metadata.uid or "")
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        """Remember the essence handled (nothing goes into the patch)."""
-        self._handled[body.metadata.uid or ""] = essence
-
-    def forget(self, uid: str) -> None:
-        """Drop the record of a deleted workload."""
-        self._handled.pop(uid, None)
-
-
 def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None, handled: HandledSpecs) -> None:
     """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server.
 
@@ -183,7 +153,7 @@ def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None
     as Events (the reconciler posts its own for condition transitions); its errors still are.
     """
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATIONS_PREFIX)
+    settings.persistence.progress_storage = ProgressAnnotations()
     settings.persistence.diffbase_storage = handled
     settings.posting.level = logging.ERROR
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)

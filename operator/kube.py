@@ -34,6 +34,10 @@ class Kube:
     """Typed calls over one API client."""
 
     def __init__(self, api: client.ApiClient) -> None:
+        # kubernetes_asyncio's session trusts the environment: every request would first read the
+        # proxy variables and ~/.netrc in two thread hops. Like Kopf's own client, the operator talks
+        # to its API server directly.
+        api.rest_client.pool_manager._trust_env = False
         self._api = api
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
@@ -84,6 +88,7 @@ class Kube:
                 PLURAL,
                 name,
                 {"status": status},
+                field_manager=FIELD_MANAGER,
                 _content_type=_MERGE,  # type: ignore[call-arg]
             )
         except ApiException as error:

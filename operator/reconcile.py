@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -42,6 +42,7 @@ RETRY_REFUSED = 30.0
 #: Posts an Event about a workload: (workload reference, transition).
 EventPoster = Callable[[dict[str, Any], Transition], None]
 Key = tuple[str, str]
+_T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 
@@ -108,7 +109,9 @@ class Reconciler:
         meta = body["metadata"]
         spec = ConfidentialWorkloadSpec.model_validate(body["spec"])
         services = self._services
-        baseline_outcome, baseline = await asyncio.to_thread(verify_baseline, services.baselines, spec)
+        baseline_outcome, baseline = await _blocking_if(
+            services.baselines.cached(spec.baseline) is None, verify_baseline, services.baselines, spec
+        )
         outcomes = [baseline_outcome]
         if baseline is None:
             waiting = f"waiting for the baseline: {baseline_outcome.message}"
@@ -117,7 +120,7 @@ class Reconciler:
         else:
             outcomes += await asyncio.gather(
                 asyncio.to_thread(register_reference_values, services.ras, namespace, name, spec, baseline),
-                asyncio.to_thread(bind_keys, services.tks, namespace, name, spec, baseline.id),
+                _blocking_if(bool(spec.keys), bind_keys, services.tks, namespace, name, spec, baseline.id),
             )
         known = self._known.get(key)
         applied = dict(known.applied) if known else {}
@@ -255,6 +258,12 @@ class Reconciler:
 
     def _attested_count(self, key: Key) -> int:
         return sum(self._attested.get(key, {}).values())
+
+
+async def _blocking_if(blocks: bool, step: Callable[..., _T], *args: Any) -> _T:
+    """Run a step in a thread if it `blocks` on a service; in the event loop if it would only compute
+    (a thread hop costs more than a cached baseline's checks)."""
+    return await asyncio.to_thread(step, *args) if blocks else step(*args)
 
 
 def _agent_succeeded(pod: Mapping[str, Any]) -> bool:

@@ -107,11 +107,14 @@ def test_verified_baselines_are_reused_for_a_while(bgs: Bgs) -> None:
     bgs.delays[baseline_id] = 0.3
     clock = Clock()
     baselines = verifier(bgs, clock)
+    assert baselines.cached(baseline_id) is None
     with ThreadPoolExecutor(4) as pool:  # asked for at once: one fetch
         assert {b.id for b in pool.map(lambda _: baselines.verify(baseline_id), range(4))} == {baseline_id}
     baselines.verify(baseline_id)
     assert bgs.requests == [baseline_id]
+    assert baselines.cached(baseline_id) == baselines.verify(baseline_id)
     clock.now = CACHE_SECONDS + 1
+    assert baselines.cached(baseline_id) is None  # expired: `verify` would ask the BGS
     baselines.verify(baseline_id)
     assert bgs.requests == [baseline_id, baseline_id]
     with pytest.raises(BaselineError):  # refusals are not kept: a baseline published later is found
@@ -127,6 +130,9 @@ class Fixed:
         self.baseline = VerifiedBaseline("sha256:" + "0" * 64, measurements)
 
     def verify(self, reference: str) -> VerifiedBaseline:
+        return self.baseline
+
+    def cached(self, reference: str) -> VerifiedBaseline | None:
         return self.baseline
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
 import yaml
 from hypothesis import given
@@ -26,6 +27,7 @@ from teeplane.operator.conditions import Outcome, Transition, merge, rollout, tr
 from teeplane.operator.config import RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd, crd_yaml, structural
 from teeplane.operator.model import CONDITION_TYPES, ConfidentialWorkloadSpec
+from teeplane.operator.persistence import ANNOTATIONS_PREFIX, MARKER, ProgressAnnotations
 from teeplane.operator.reconcile import changed_since
 from teeplane.operator.steps import key_problems
 from teeplane.tks.models import KeyKind, KeyMetadata, ReleasePolicy
@@ -232,3 +234,27 @@ def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path
 def test_only_newer_versions_count_as_drift() -> None:
     assert changed_since("3", "4") and not changed_since("4", "3") and not changed_since("4", "4")
     assert changed_since(None, "1") and changed_since("a", "b") and not changed_since("a", "a")
+
+
+def test_kopf_writes_progress_annotations_only_while_there_is_progress_to_keep() -> None:
+    storage, body = ProgressAnnotations(), kopf.Body({"metadata": {"name": "w", "annotations": {}}})
+    record: kopf.ProgressRecord = {"started": "2026-11-22T00:00:00", "retries": 1, "success": True}
+    reconcile, unregister = kopf.HandlerId("reconcile"), kopf.HandlerId("unregister")
+
+    patch = kopf.Patch()
+    storage.store(key=reconcile, record=record, body=body, patch=patch)
+    assert set(patch["metadata"]["annotations"]) == {MARKER, f"{ANNOTATIONS_PREFIX}/reconcile"}  # a retry's progress
+    storage.purge(key=reconcile, body=body, patch=patch)
+    assert patch == {}  # succeeded at the first attempt: nothing to PATCH
+
+    patch = kopf.Patch()
+    for handler in (reconcile, unregister):
+        storage.store(key=handler, record=record, body=body, patch=patch)
+    storage.purge(key=reconcile, body=body, patch=patch)
+    assert set(patch["metadata"]["annotations"]) == {MARKER, f"{ANNOTATIONS_PREFIX}/unregister"}
+
+    kept = {MARKER: "yes", f"{ANNOTATIONS_PREFIX}/reconcile": "{}"}
+    marked = kopf.Body({"metadata": {"name": "w", "annotations": kept}})
+    patch = kopf.Patch()
+    storage.purge(key=reconcile, body=marked, patch=patch)
+    assert patch == {"metadata": {"annotations": {f"{ANNOTATIONS_PREFIX}/reconcile": None}}}  # the marker stays

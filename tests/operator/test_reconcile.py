@@ -93,6 +93,13 @@ def test_apply_the_example_makes_the_deployment_and_service(
     ]  # fmt: skip
     assert svc["spec"]["selector"] == {"teeplane.io/workload": "ledger"}
 
+    written = kubectl.get("cw", "ledger", "-n", ns, "--show-managed-fields")["metadata"]
+    assert {(f["manager"], f.get("subresource", "")) for f in written["managedFields"]} == {
+        ("kubectl-client-side-apply", ""),
+        ("teeplane-operator", "status"),
+    }  # the operator writes only the status: no PATCH of Kopf's own
+    assert not [a for a in written["annotations"] if a.startswith("operator.teeplane.io/")]
+
     registered = stack.reference_values(ns, "ledger")
     assert registered.status_code == 200 and registered.json()["baseline_id"] == baseline
     assert ("Normal", "Ready") in events(kubectl, ns, "ledger")
