@@ -32,6 +32,8 @@ from teeplane.tks.client import TksClient
 FINALIZER = "teeplane.io/unregister"
 WEBHOOK_CONFIGURATION = "teeplane-operator.teeplane.io"
 _OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+#: What the operator owns and watches, as (group, version, plural).
+OWNED_RESOURCES = (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "pods"))
 logger = logging.getLogger(__name__)
 
 
@@ -150,7 +152,8 @@ def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None
     """Settings shared by every run: where Kopf keeps its state, how it posts Events, the webhook server.
 
     Kopf's own per-handler messages ("Handler succeeded") are neither logged per object nor posted
-    as Events (the reconciler posts its own for condition transitions); its errors still are.
+    as Events (the reconciler posts its own for condition transitions); its errors still are. The
+    watches of Deployments, Services and Pods ask the API server for the operator's own only.
     """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = ProgressAnnotations()
@@ -160,6 +163,8 @@ def configure(settings: kopf.OperatorSettings, server: kopf.WebhookServer | None
     settings.posting.reporting_component = MANAGED_BY
     settings.posting.event_name_prefix = "teeplane-"
     settings.execution.max_workers = 16
+    for resource in OWNED_RESOURCES:  # filtered by the API server: not every Pod of the cluster, then by Kopf
+        settings.watching.label_selectors[resource] = ",".join(f"{k}={v}" for k, v in _OWNED.items())
     if server is not None:
         settings.admission.server = server
         settings.admission.managed = WEBHOOK_CONFIGURATION

@@ -26,8 +26,9 @@ from teeplane.operator.admission import WorkloadRefusedError, default_runtime_cl
 from teeplane.operator.conditions import Outcome, Transition, merge, rollout, transitions
 from teeplane.operator.config import RenderConfig, default_placements
 from teeplane.operator.crd import CHART_CRD_PATH, crd, crd_yaml, structural
+from teeplane.operator.handlers import configure
 from teeplane.operator.model import CONDITION_TYPES, ConfidentialWorkloadSpec
-from teeplane.operator.persistence import ANNOTATIONS_PREFIX, MARKER, ProgressAnnotations
+from teeplane.operator.persistence import ANNOTATIONS_PREFIX, MARKER, HandledSpecs, ProgressAnnotations
 from teeplane.operator.reconcile import changed_since
 from teeplane.operator.steps import key_problems
 from teeplane.tks.models import KeyKind, KeyMetadata, ReleasePolicy
@@ -258,3 +259,20 @@ def test_kopf_writes_progress_annotations_only_while_there_is_progress_to_keep()
     patch = kopf.Patch()
     storage.purge(key=reconcile, body=marked, patch=patch)
     assert patch == {"metadata": {"annotations": {f"{ANNOTATIONS_PREFIX}/reconcile": None}}}  # the marker stays
+
+
+def test_the_watches_select_every_object_the_operator_renders() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, None, HandledSpecs())
+    deployment = render.deployment("app", "ns", "uid-1", spec(), CONFIG)
+    rendered = {
+        "deployments": deployment["metadata"]["labels"],
+        "services": render.service("app", "ns", "uid-1", spec())["metadata"]["labels"],
+        "pods": deployment["spec"]["template"]["metadata"]["labels"],
+    }
+    selectors = {key.any_name: value for key, value in settings.watching.label_selectors.items()}
+    assert set(selectors) == set(rendered)  # and nothing else: the ConfidentialWorkloads are all watched
+    for plural, labels in rendered.items():
+        for requirement in selectors[plural].split(","):
+            name, _, value = requirement.partition("=")
+            assert labels.get(name) == value, f"the {plural} watch would miss the operator's own: {requirement}"
