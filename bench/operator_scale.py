@@ -2,19 +2,24 @@
 
 The real stack from tests/support/operator_stack.py: a cluster from hack/cluster.sh (or
 TEEPLANE_KUBECONFIG), the chart's CRDs and RBAC, etcd + RAS + TKS, the local BGS, and one
-`teeplane operator run` (webhooks on) under the chart's service account. This process creates N
-workloads in one namespace (`--concurrency` concurrent POSTs, or open loop at `--rate` per second)
-and watches Deployments and ConfidentialWorkloads as they change. Measured:
+`teeplane operator run` (webhooks on) under the chart's service account, all on this machine.
+N workloads go into one namespace, by default as a user applies them: one `kubectl apply -f` of a
+file holding all of them (kubectl applies them one after another). `--concurrency C` instead POSTs
+them as a burst, C at a time; `--rate R` POSTs them open loop, R per second. Measured, from watches
+of Deployments and ConfidentialWorkloads:
 
 * time from the first create to the last Deployment, and to the last status with Deployed=True;
-* apply-to-Deployment latency per workload: from sending its create to seeing its Deployment
-  in the watch (p50, p90, p99, max);
-* the operator's peak RSS (VmHWM) at the end.
+* apply-to-Deployment latency per workload (p50, p90, p99, max): from sending the request that
+  applies it (kubectl's first request for it, from its -v=6 log; or our POST) to seeing its
+  Deployment; and from the workload being stored (its watch event) to its Deployment;
+* the operator's peak RSS (VmHWM) at the end;
+* the CPU seconds each process of the stack used meanwhile, and the API server's requests per
+  workload by verb and resource (from its /metrics).
 
 Workloads have `--replicas` pods each (default 0: kwok's three fake nodes hold 330 pods, and this
 measures the operator, not the scheduler). Bounded: the run gives up after `--timeout` seconds.
 
-Usage: python bench/operator_scale.py [--count 500] [--concurrency 8] [--rate 0] [--replicas 0] [--json]
+Usage: python bench/operator_scale.py [--count 500] [--concurrency C | --rate R] [--replicas 0] [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ from operator_stack import (  # noqa: E402
 )
 
 NAMESPACE = "bench"
+OPEN_LOOP_SENDERS = 8
 CW_PATH = f"/apis/teeplane.io/v1alpha1/namespaces/{NAMESPACE}/confidentialworkloads"
 
 
@@ -119,18 +126,37 @@ async def create_all(client: httpx.AsyncClient, bodies: list[dict[str, Any]], co
     await asyncio.gather(*(creator() for _ in range(concurrency)))
 
 
-async def kubectl_apply(kubeconfig: Path, bodies: list[dict[str, Any]], workdir: Path) -> None:
-    """`kubectl apply -f` one file holding every workload, as a user applies a directory of them."""
+async def kubectl_apply(kubeconfig: Path, bodies: list[dict[str, Any]], workdir: Path, sent: dict[str, float]) -> None:
+    """`kubectl apply -f` one file holding every workload, as a user applies a directory of them.
+    Records when kubectl began applying each one: the GET that starts it, from kubectl's request log."""
     manifest = workdir / "workloads.yaml"
     manifest.write_text(yaml.safe_dump_all([body | {"metadata": body["metadata"] | {"namespace": NAMESPACE}}
                                             for body in bodies]))  # fmt: skip
     process = await asyncio.create_subprocess_exec(
-        "kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", str(manifest),
+        "kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", str(manifest), "-v=6",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    _, errors = await process.communicate()
+    _, log = await process.communicate()
     if process.returncode != 0:
-        raise RuntimeError(f"kubectl apply: exit {process.returncode}: {errors.decode()[-2000:]}")
+        raise RuntimeError(f"kubectl apply: exit {process.returncode}: {log.decode()[-2000:]}")
+    offset = time.monotonic() - time.time()  # klog stamps the wall clock (UTC on this machine)
+    for line in log.decode().splitlines():
+        request = _KUBECTL_GET.search(line)
+        if request is not None and request["name"] not in sent:
+            stamp = datetime.strptime(f"{datetime.now(UTC).year}{request['stamp']}", "%Y%m%d %H:%M:%S.%f")
+            began = stamp.replace(tzinfo=UTC).timestamp() - int(request["ms"]) / 1000
+            sent[request["name"]] = began + offset
+    if len(sent) != len(bodies):
+        shown = f"kubectl's log shows {len(sent)} of {len(bodies)} workloads applied"
+        raise RuntimeError(f"{shown}:\n{log.decode()[-2000:]}")
+
+
+#: kubectl -v=6's line for the GET with which it starts applying an object (klog's header, then
+#: `"Response" verb="GET" url=".../confidentialworkloads/NAME" status="404 Not Found" milliseconds=2`).
+_KUBECTL_GET = re.compile(
+    r'^I(?P<stamp>\d{4} [\d:.]+) .*"Response" verb="GET" url="[^"]*/confidentialworkloads/(?P<name>[a-z0-9-]+)"'
+    r".* milliseconds=(?P<ms>\d+)"
+)
 
 
 _REQUESTS = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<count>\S+)$", re.MULTILINE)
@@ -150,7 +176,7 @@ async def api_requests(client: httpx.AsyncClient) -> Counter[str]:
 
 def percentiles(latencies: list[float]) -> dict[str, int]:
     """p50, p90, p99 and max, in milliseconds."""
-    cut = statistics.quantiles(latencies, n=100)
+    cut = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"p50": round(cut[49] * 1000), "p90": round(cut[89] * 1000), "p99": round(cut[98] * 1000),
             "max": round(max(latencies) * 1000)}  # fmt: skip
 
@@ -168,10 +194,10 @@ async def measure(kubeconfig: Path, workdir: Path, args: argparse.Namespace, bas
         await asyncio.sleep(1.0)  # the watches are established
         requests_before = await api_requests(client)
         began = time.monotonic()
-        if args.kubectl:
-            await kubectl_apply(kubeconfig, bodies, workdir)
+        if args.concurrency is None and args.rate is None:
+            await kubectl_apply(kubeconfig, bodies, workdir, sent)
         else:
-            await create_all(client, bodies, args.concurrency, args.rate, sent)
+            await create_all(client, bodies, args.concurrency or OPEN_LOOP_SENDERS, args.rate or 0.0, sent)
         created = time.monotonic()
         try:
             # A watch that ends (its stream broke) raises here instead of leaving the run to time out.
@@ -183,18 +209,17 @@ async def measure(kubeconfig: Path, workdir: Path, args: argparse.Namespace, bas
     result: dict[str, Any] = {
         "workloads": args.count,
         "replicas_each": args.replicas,
-        "mode": "kubectl apply -f" if args.kubectl else f"rate {args.rate}/s" if args.rate else
-                f"burst, concurrency {args.concurrency}",
+        "mode": f"rate {args.rate}/s" if args.rate else f"burst, concurrency {args.concurrency}"
+                if args.concurrency else "kubectl apply -f",
         "create_seconds": round(created - began, 2),
         "all_deployments_seconds": round(max(deployments.seen.values()) - began, 2),
         "all_statuses_seconds": round(max(statuses.seen.values()) - began, 2),
+        "apply_to_deployment_ms": percentiles([deployments.seen[n] - sent[n] for n in deployments.seen]),
         "stored_to_deployment_ms": percentiles([deployments.seen[n] - stored.seen[n] for n in deployments.seen]),
     }  # fmt: skip
     result["api_requests_per_workload"] = {
         request: round(count / args.count, 2) for request, count in requests.most_common() if count >= args.count / 10
     }
-    if sent:
-        result["sent_to_deployment_ms"] = percentiles([deployments.seen[n] - sent[n] for n in deployments.seen])
     return result
 
 
@@ -236,9 +261,8 @@ def peak_rss_mib(pid: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--rate", type=float, default=0.0, help="creates per second (0: as fast as they go)")
-    parser.add_argument("--kubectl", action="store_true", help="apply them all with one `kubectl apply -f`")
+    parser.add_argument("--concurrency", type=int, help="a burst: POST them with this many at once")
+    parser.add_argument("--rate", type=float, help="open loop: POST them at this many per second")
     parser.add_argument("--replicas", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--no-webhooks", action="store_true", help="run the operator without its webhooks")
