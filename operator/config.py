@@ -36,6 +36,8 @@ class RenderConfig:
     ras_url: str
     tks_url: str
     placements: dict[Tee, Placement] = field(default_factory=default_placements)
+    #: PEM certificates the agent trusts for RAS and TKS (the operator's --ca-file); None: the image's trust store.
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(PINNED_IMAGE, self.teeplane_image):

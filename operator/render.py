@@ -9,7 +9,9 @@ Each pod gets, besides the workload's containers:
 * the agent init container (`teeplane agent fetch-keys`), which attests the pod to RAS through the EPS
   and writes the keys TKS releases into an in-memory volume the workload's containers mount read-only;
 * the initdata annotation, which Kata hands to the TEE (its digest is MRCONFIGID / HOST_DATA), the
-  runtime class of the TEE and a node affinity to nodes that have it.
+  runtime class of the TEE and a node affinity to nodes that have it;
+* with a CA bundle configured, the bundle in a pod annotation that a downward-API volume gives the
+  agent as a file: no object per namespace to keep, and a new bundle rolls the pods out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ INITDATA_ANNOTATION = "io.katacontainers.config.hypervisor.cc_init_data"
 BASELINE_ANNOTATION = "teeplane.io/baseline"
 KEYS_VOLUME = "teeplane-keys"
 KEYS_DIR = "/run/teeplane/keys"
+CA_ANNOTATION = "teeplane.io/ca-bundle"
+CA_VOLUME = "teeplane-ca"
+CA_DIR = "/run/teeplane/ca"
+CA_FILE = "ca.crt"
 EPS_CONTAINER = "teeplane-eps"
 AGENT_CONTAINER = "teeplane-agent"
 EPS_PORT_NAME = "teeplane-eps"
@@ -62,18 +68,21 @@ def deployment(
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": placement.node_label, "operator": "In", "values": [placement.node_value]}]}
     ]}}}  # fmt: skip
+    annotations = {INITDATA_ANNOTATION: encode_initdata(spec.initdata), BASELINE_ANNOTATION: spec.baseline}
+    volumes: list[dict[str, Any]] = [{"name": KEYS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}]
+    if config.ca_bundle is not None:
+        annotations[CA_ANNOTATION] = config.ca_bundle
+        items = [{"path": CA_FILE, "fieldRef": {"fieldPath": f"metadata.annotations['{CA_ANNOTATION}']"}}]
+        volumes.append({"name": CA_VOLUME, "downwardAPI": {"items": items}})
     pod = {
-        "metadata": {
-            "labels": labels(name),
-            "annotations": {INITDATA_ANNOTATION: encode_initdata(spec.initdata), BASELINE_ANNOTATION: spec.baseline},
-        },
+        "metadata": {"labels": labels(name), "annotations": annotations},
         "spec": {
             "runtimeClassName": runtime_class(spec, config),
             "affinity": affinity,
             "automountServiceAccountToken": False,
             "initContainers": [_eps(spec, config), _agent(name, namespace, spec, config)],
             "containers": [_container(c) for c in spec.template.containers],
-            "volumes": [{"name": KEYS_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}],
+            "volumes": volumes,
         },
     }
     return {
@@ -154,6 +163,11 @@ def _eps(spec: ConfidentialWorkloadSpec, config: RenderConfig) -> dict[str, Any]
 
 def _agent(name: str, namespace: str, spec: ConfidentialWorkloadSpec, config: RenderConfig) -> dict[str, Any]:
     keys = [arg for key_id, path in sorted(spec.keys.items()) for arg in ("--key", f"{key_id}={path}")]
+    mounts: list[dict[str, Any]] = [{"name": KEYS_VOLUME, "mountPath": KEYS_DIR}]
+    trust: list[str] = []
+    if config.ca_bundle is not None:
+        mounts.append({"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True})
+        trust = ["--ca-file", f"{CA_DIR}/{CA_FILE}"]
     return {
         "name": AGENT_CONTAINER,
         "image": config.teeplane_image,
@@ -174,9 +188,10 @@ def _agent(name: str, namespace: str, spec: ConfidentialWorkloadSpec, config: Re
             "$(POD_NAME)",
             "--out-dir",
             KEYS_DIR,
+            *trust,
             *keys,
         ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "volumeMounts": [{"name": KEYS_VOLUME, "mountPath": KEYS_DIR}],
+        "volumeMounts": mounts,
         "resources": _SIDECAR_RESOURCES,
     }

@@ -4,6 +4,7 @@ of keys, baselines and admission."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import json
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from teeplane.operator.persistence import ANNOTATIONS_PREFIX, MARKER, HandledSpe
 from teeplane.operator.reconcile import changed_since
 from teeplane.operator.steps import key_problems
 from teeplane.tks.models import KeyKind, KeyMetadata, ReleasePolicy
+from teeplane.tls import CertificateAuthority
 
 LOG_KEY = Verifier("bgs.test/baselines", b"k" * 32).vkey
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +99,25 @@ def test_the_deployment_for_each_tee() -> None:
         assert provider == ("simulated" if tee == "sim" else "configfs")
     given_class = render.deployment("app", "ns", "u", spec(runtimeClassName="kata-custom"), CONFIG)
     assert given_class["spec"]["template"]["spec"]["runtimeClassName"] == "kata-custom"
+
+
+def test_a_ca_bundle_reaches_the_agent_as_a_file() -> None:
+    bundle = CertificateAuthority.generate("services").cert_pem.decode()
+    plain = render.deployment("app", "ns", "uid-1", spec(), CONFIG)["spec"]["template"]
+    assert render.CA_ANNOTATION not in plain["metadata"]["annotations"]
+    assert "--ca-file" not in plain["spec"]["initContainers"][1]["args"]
+
+    pod = render.deployment("app", "ns", "uid-1", spec(), dataclasses.replace(CONFIG, ca_bundle=bundle))["spec"]
+    template = pod["template"]
+    assert template["metadata"]["annotations"][render.CA_ANNOTATION] == bundle
+    volume = next(v for v in template["spec"]["volumes"] if v["name"] == render.CA_VOLUME)
+    assert volume["downwardAPI"]["items"] == [
+        {"path": "ca.crt", "fieldRef": {"fieldPath": f"metadata.annotations['{render.CA_ANNOTATION}']"}}
+    ]
+    agent = template["spec"]["initContainers"][1]
+    assert {"name": render.CA_VOLUME, "mountPath": "/run/teeplane/ca", "readOnly": True} in agent["volumeMounts"]
+    assert agent["args"][agent["args"].index("--ca-file") + 1] == "/run/teeplane/ca/ca.crt"
+    assert all(render.CA_VOLUME not in str(c) for c in template["spec"]["containers"])  # the agent's alone
 
 
 def test_rendering_is_deterministic_and_the_initdata_round_trips() -> None:
@@ -230,6 +251,10 @@ def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path
     assert unpinned.returncode == 2 and "must be pinned by digest" in unpinned.stderr
     bad = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--runtime-class", "sgx=kata", cwd=tmp_path)
     assert bad.returncode == 2 and "expected TEE=NAME with TEE one of tdx, snp, sim" in bad.stderr
+    not_a_ca = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--ca-file", str(tmp_path / "token"),
+                            cwd=tmp_path)  # fmt: skip
+    assert not_a_ca.returncode == 2 and f"--ca-file {tmp_path / 'token'} holds no PEM certificate" in not_a_ca.stderr
+    assert "Traceback" not in not_a_ca.stderr
 
 
 def test_only_newer_versions_count_as_drift() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,11 @@ from operator_stack import (
     wait_for,
     workload,
 )
+
+from teeplane.operator import render
+from teeplane.operator.config import RenderConfig
+from teeplane.operator.model import ConfidentialWorkloadSpec
+from teeplane.tls import CertificateAuthority
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "confidentialworkload.yaml"
@@ -274,3 +280,17 @@ def test_initdata_that_is_not_the_baselines_is_refused(
     # Fixing the initdata deploys it.
     kubectl.apply(workload("configured", baseline), "-n", ns)
     wait_condition(kubectl, ns, "configured", "Deployed", "True")
+
+
+def test_the_api_server_accepts_the_ca_bundle_as_a_downward_api_file(
+    kubectl: Kubectl, namespace: NamespaceFactory
+) -> None:
+    ns = namespace()
+    bundle = CertificateAuthority.generate("services").cert_pem.decode()
+    config = RenderConfig(TEEPLANE_IMAGE, "https://ras.example", "https://tks.example", ca_bundle=bundle)
+    spec = ConfidentialWorkloadSpec.model_validate(workload("app", "app@1")["spec"])
+    manifest = render.deployment("app", ns, "0b5f9c8e-0000-4000-8000-000000000001", spec, config)
+    checked = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(manifest))
+    pod = json.loads(checked.stdout)["spec"]["template"]
+    assert pod["metadata"]["annotations"][render.CA_ANNOTATION] == bundle
+    assert any(v["name"] == render.CA_VOLUME and "downwardAPI" in v for v in pod["spec"]["volumes"])
