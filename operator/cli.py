@@ -12,7 +12,6 @@ from typing import Annotated
 
 import kopf
 import typer
-from cryptography import x509
 from kubernetes_asyncio import client, config
 from securesystemslib.signer import Key
 
@@ -97,9 +96,9 @@ def run_command(
     for chatty in ("aiohttp.access", "httpx"):  # a line per admission request, per call to RAS or TKS
         logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
-        ca_bundle = _ca_bundle(ca_file) if ca_file is not None else None
-        render_config = RenderConfig(teeplane_image, ras_url, tks_url, _placements(runtime_class or []), ca_bundle)
         verify = trusting(ca_file)
+        ca_bundle = read_file(ca_file, "CA file").decode() if ca_file is not None else None
+        render_config = RenderConfig(teeplane_image, ras_url, tks_url, _placements(runtime_class or []), ca_bundle)
         services = Services(
             RasClient(ras_url, admin_token=_token(ras_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
             TksClient(tks_url, admin_token=_token(tks_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
@@ -190,16 +189,6 @@ def _placements(overrides: list[str]) -> dict[Tee, Placement]:
         old = placements[tee]
         placements[tee] = Placement(name, old.node_label, old.node_value)
     return placements
-
-
-def _ca_bundle(path: Path) -> str:
-    """The PEM certificates in `path`, or InputError naming it."""
-    pem = read_file(path, "--ca-file")
-    try:
-        x509.load_pem_x509_certificates(pem)
-    except ValueError:
-        raise InputError("input.unreadable", f"--ca-file {path} holds no PEM certificate") from None
-    return pem.decode()
 
 
 def _signer_key(path: Path) -> Key:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from teeplane import __version__
+from teeplane.errors import TeeplaneError
 
 #: Command groups: name -> the module whose Typer `app` holds them.
 GROUPS = {
@@ -76,6 +77,11 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    """Console-script entry point: loads only the part the command line names."""
+    """Console-script entry point: loads only the part the command line names. A typed error that no
+    command reported itself (bad input to a server's options, say) is printed, not a traceback."""
     named = sys.argv[1] if len(sys.argv) > 1 else None
-    build(named if named in GROUPS or named in COMMANDS else None)()
+    try:
+        build(named if named in GROUPS or named in COMMANDS else None)()
+    except TeeplaneError as error:
+        print(f"error {error}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -15,14 +15,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from teeplane.errors import InputError
+
 DEFAULT_VALIDITY = timedelta(days=365)
 #: How a client checks a server's certificate: the system's trust store (True), or an SSL context.
 Verify = bool | ssl.SSLContext
 
 
 def trusting(ca_file: Path | str | None) -> Verify:
-    """Verify servers against `ca_file` (a PEM bundle), or the system's trust store when None."""
-    return ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
+    """Verify servers against `ca_file` (a PEM bundle), or the system's trust store when None;
+    InputError (`input.unreadable`) naming the file if it cannot be read or holds no certificate."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError:
+        problem = f"CA file {ca_file} holds no PEM certificate"
+    except OSError as exc:
+        problem = f"cannot read CA file {ca_file}: {exc.strerror}"
+    raise InputError("input.unreadable", problem, where=str(ca_file))
 
 
 @dataclass(frozen=True)

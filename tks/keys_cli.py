@@ -47,9 +47,12 @@ def _connect(
     ca_file: CaFile = None,
 ) -> None:
     """Connect to TKS at --url with the admin token."""
-    if token_file is not None:
-        token = read_file(token_file, "admin token file").decode().strip()
-    context.obj = TksClient(url, admin_token=token, verify=trusting(ca_file))
+
+    def connect() -> TksClient:  # in the command, whose errors are reported
+        admin_token = read_file(token_file, "admin token file").decode().strip() if token_file is not None else token
+        return TksClient(url, admin_token=admin_token, verify=trusting(ca_file))
+
+    context.obj = connect
 
 
 def _policy(
@@ -73,9 +76,8 @@ def _policy(
 
 
 def _client(context: typer.Context) -> TksClient:
-    client = context.obj
-    assert isinstance(client, TksClient)
-    return client
+    connect: Callable[[], TksClient] = context.obj
+    return connect()
 
 
 def _show(meta: KeyMetadata, as_json: bool) -> None:

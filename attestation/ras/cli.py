@@ -73,11 +73,7 @@ def serve_command(
     if pcs_url is not None:
         if not pcs_url.startswith(("https://", "http://")):
             raise typer.BadParameter("expected an http(s) base URL", param_hint="--pcs-url")
-        try:
-            verify = trusting(pcs_ca_file)
-        except OSError as exc:  # ssl.SSLError too: not a PEM bundle
-            raise InputError("input.unreadable", f"cannot use the PCS CA file {pcs_ca_file}: {exc}") from None
-        fetcher = PcsFetcher(pcs_url, root_ca_crl_url=pcs_root_ca_crl_url, verify=verify)
+        fetcher = PcsFetcher(pcs_url, root_ca_crl_url=pcs_root_ca_crl_url, verify=trusting(pcs_ca_file))
     collateral = CollateralCache(fetcher)
     if collateral_dir is not None:
         collateral.load_directory(collateral_dir)

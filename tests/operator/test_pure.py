@@ -253,7 +253,7 @@ def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path
     assert bad.returncode == 2 and "expected TEE=NAME with TEE one of tdx, snp, sim" in bad.stderr
     not_a_ca = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--ca-file", str(tmp_path / "token"),
                             cwd=tmp_path)  # fmt: skip
-    assert not_a_ca.returncode == 2 and f"--ca-file {tmp_path / 'token'} holds no PEM certificate" in not_a_ca.stderr
+    assert not_a_ca.returncode == 2 and f"CA file {tmp_path / 'token'} holds no PEM certificate" in not_a_ca.stderr
     assert "Traceback" not in not_a_ca.stderr
 
 
