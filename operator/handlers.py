@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any, cast
@@ -27,6 +26,7 @@ from teeplane.operator.model import GROUP, PLURAL, VERSION
 from teeplane.operator.persistence import HandledSpecs, ProgressAnnotations
 from teeplane.operator.reconcile import Reconciler
 from teeplane.operator.render import MANAGED_BY
+from teeplane.operator.steps import in_thread_if
 from teeplane.tks.client import TksClient
 
 FINALIZER = "teeplane.io/unregister"
@@ -128,10 +128,7 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
             spec = admission.parse(body.get("spec"))
             assert namespace is not None  # ConfidentialWorkloads are namespaced
             labels = await kube.namespace_labels(namespace) if spec.tee == "sim" else {}
-            if spec.keys:  # asks TKS
-                await asyncio.to_thread(admission.check, spec, namespace, labels, tks)
-            else:
-                admission.check(spec, namespace, labels, tks)
+            await in_thread_if(bool(spec.keys), admission.check, spec, namespace, labels, tks)  # keys: asks TKS
         except admission.WorkloadRefusedError as refused:
             raise kopf.AdmissionError(str(refused), code=422) from None
 

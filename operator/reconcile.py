@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
@@ -32,7 +32,14 @@ from teeplane.operator.model import (
     ConfidentialWorkloadSpec,
     ConfidentialWorkloadStatus,
 )
-from teeplane.operator.steps import bind_keys, register_reference_values, simulation_refusal, verify_baseline
+from teeplane.operator.steps import (
+    bind_keys,
+    check_baseline,
+    in_thread_if,
+    register_reference_values,
+    simulation_refusal,
+    verify_baseline,
+)
 from teeplane.remote import RemoteError
 from teeplane.tks.client import TksClient
 
@@ -42,7 +49,6 @@ RETRY_REFUSED = 30.0
 #: Posts an Event about a workload: (workload reference, transition).
 EventPoster = Callable[[dict[str, Any], Transition], None]
 Key = tuple[str, str]
-_T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 
@@ -109,8 +115,11 @@ class Reconciler:
         meta = body["metadata"]
         spec = ConfidentialWorkloadSpec.model_validate(body["spec"])
         services = self._services
-        baseline_outcome, baseline = await _blocking_if(
-            services.baselines.cached(spec.baseline) is None, verify_baseline, services.baselines, spec
+        cached = services.baselines.cached(spec.baseline)  # no thread hop for a baseline verified a moment ago
+        baseline_outcome, baseline = (
+            check_baseline(spec, cached)
+            if cached is not None
+            else await asyncio.to_thread(verify_baseline, services.baselines, spec)
         )
         outcomes = [baseline_outcome]
         if baseline is None:
@@ -120,7 +129,7 @@ class Reconciler:
         else:
             outcomes += await asyncio.gather(
                 asyncio.to_thread(register_reference_values, services.ras, namespace, name, spec, baseline),
-                _blocking_if(bool(spec.keys), bind_keys, services.tks, namespace, name, spec, baseline.id),
+                in_thread_if(bool(spec.keys), bind_keys, services.tks, namespace, name, spec, baseline.id),
             )
         known = self._known.get(key)
         applied = dict(known.applied) if known else {}
@@ -258,12 +267,6 @@ class Reconciler:
 
     def _attested_count(self, key: Key) -> int:
         return sum(self._attested.get(key, {}).values())
-
-
-async def _blocking_if(blocks: bool, step: Callable[..., _T], *args: Any) -> _T:
-    """Run a step in a thread if it `blocks` on a service; in the event loop if it would only compute
-    (a thread hop costs more than a cached baseline's checks)."""
-    return await asyncio.to_thread(step, *args) if blocks else step(*args)
 
 
 def _agent_succeeded(pod: Mapping[str, Any]) -> bool:

@@ -3,10 +3,14 @@ ending in a condition: BaselineVerified (BGS), ReferenceValuesRegistered (RAS), 
 
 A condition is Unknown when the service could not be asked (try again soon) and False when it
 answered no (try again later: a baseline may be published, a key created or its policy changed).
-These functions block on HTTP; the reconciler runs them in threads.
+These functions block on HTTP; the reconciler runs them in threads when they would ask a service.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from teeplane.attestation.ras.client import RasClient
 from teeplane.attestation.reference import AppraisalPolicy
@@ -22,6 +26,13 @@ from teeplane.tks.models import KeyMetadata
 #: The TEE whose evidence a workload's pods produce (the simulated TEE is a simulated TDX module).
 EVIDENCE_TEE: dict[Tee, str] = {"tdx": "tdx", "snp": "snp", "sim": "tdx"}
 SIMULATION_LABEL = "teeplane.io/allow-simulation"
+_T = TypeVar("_T")
+
+
+async def in_thread_if(blocks: bool, step: Callable[..., _T], *args: Any) -> _T:
+    """Run a step in a thread if it `blocks` on a service, else in the event loop (a thread hop costs
+    more than a step that only computes, such as `bind_keys` for a workload without keys)."""
+    return await asyncio.to_thread(step, *args) if blocks else step(*args)
 
 
 def verify_baseline(
@@ -34,6 +45,14 @@ def verify_baseline(
     except BaselineError as error:
         status = Outcome.unknown if error.transient else Outcome.false
         return status("BaselineVerified", error.reason, error.message), None
+    return check_baseline(spec, baseline)
+
+
+def check_baseline(
+    spec: ConfidentialWorkloadSpec, baseline: VerifiedBaseline
+) -> tuple[Outcome, VerifiedBaseline | None]:
+    """BaselineVerified for a baseline already verified: is it for the workload's TEE, and does it
+    expect the workload's initdata."""
     expected = EVIDENCE_TEE[spec.tee]
     if baseline.measurements.tee != expected:
         message = f"baseline {baseline.id} measures a {baseline.measurements.tee} TEE; tee: {spec.tee} needs {expected}"
