@@ -27,8 +27,9 @@ from teeplane.operator.kube import Kube
 from teeplane.operator.model import TEES, Tee
 from teeplane.operator.persistence import HandledSpecs
 from teeplane.operator.reconcile import Reconciler, Services
+from teeplane.operator.webhook import WebhookService, webhook_server
 from teeplane.tks.client import TksClient
-from teeplane.tls import CertificateAuthority, trusting
+from teeplane.tls import trusting
 
 app = typer.Typer(help="The ConfidentialWorkload operator.", no_args_is_help=True)
 SERVICE_TIMEOUT = 10.0
@@ -81,6 +82,17 @@ def run_command(
         "127.0.0.1"
     ),
     webhook_port: Annotated[int, typer.Option(help="Webhook HTTPS port.")] = 9443,
+    webhook_tls_dir: Annotated[
+        Path | None,
+        typer.Option(help="tls.crt, tls.key and ca.crt the webhook serves (default: a CA generated for this run)."),
+    ] = None,
+    webhook_service: Annotated[
+        str | None,
+        typer.Option(
+            help="NAMESPACE/NAME[:PORT] of a Service in front of every replica's webhook: the webhook configuration "
+            "names it, not this replica, and keeps it when this replica stops. Needs --webhook-tls-dir."
+        ),
+    ] = None,
     webhooks: Annotated[bool, typer.Option(help="Serve and register the admission webhooks.")] = True,
     liveness: Annotated[
         str | None, typer.Option(help="Serve a liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz.")
@@ -95,29 +107,34 @@ def run_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for chatty in ("aiohttp.access", "httpx"):  # a line per admission request, per call to RAS or TKS
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    try:
-        verify = trusting(ca_file)
-        ca_bundle = read_file(ca_file, "CA file").decode() if ca_file is not None else None
-        render_config = RenderConfig(teeplane_image, ras_url, tks_url, _placements(runtime_class or []), ca_bundle)
-        services = Services(
-            RasClient(ras_url, admin_token=_token(ras_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
-            TksClient(tks_url, admin_token=_token(tks_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
-            BgsBaselines(
-                bgs_url,
-                [_signer_key(path) for path in baseline_signer_key],
-                load_log_verifier(baseline_log_key),
-                verify=verify,
-                timeout=SERVICE_TIMEOUT,
-            ),
-        )
-    except (TeeplaneError, ValueError) as error:
-        typer.echo(f"error {error}", err=True)
-        raise typer.Exit(2) from None
-    with tempfile.TemporaryDirectory(prefix="teeplane-webhook-") as tls_dir:
-        server = _webhook_server(webhook_host, webhook_port, Path(tls_dir)) if webhooks else None
+    with tempfile.TemporaryDirectory(prefix="teeplane-webhook-") as work_dir:
+        try:
+            verify = trusting(ca_file)
+            ca_bundle = read_file(ca_file, "CA file").decode() if ca_file is not None else None
+            render_config = RenderConfig(teeplane_image, ras_url, tks_url, _placements(runtime_class or []), ca_bundle)
+            services = Services(
+                RasClient(ras_url, admin_token=_token(ras_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
+                TksClient(tks_url, admin_token=_token(tks_token_file), verify=verify, timeout=SERVICE_TIMEOUT),
+                BgsBaselines(
+                    bgs_url,
+                    [_signer_key(path) for path in baseline_signer_key],
+                    load_log_verifier(baseline_log_key),
+                    verify=verify,
+                    timeout=SERVICE_TIMEOUT,
+                ),
+            )
+            service = WebhookService.parse(webhook_service) if webhook_service is not None else None
+            server = (
+                webhook_server(webhook_host, webhook_port, Path(work_dir), webhook_tls_dir, service)
+                if webhooks
+                else None
+            )
+        except (TeeplaneError, ValueError) as error:
+            typer.echo(f"error {error}", err=True)
+            raise typer.Exit(2) from None
         asyncio.run(
             _run(
-                services, render_config, server, namespace or [], peering, standalone,
+                services, render_config, server, service is not None, namespace or [], peering, standalone,
                 priority if priority is not None else 1 + secrets.randbelow(2**30),
                 Unregistering(unregister_attempts, unregister_delay), liveness, resync_interval,
             )
@@ -128,6 +145,7 @@ async def _run(
     services: Services,
     render_config: RenderConfig,
     server: kopf.WebhookServer | None,
+    shared_webhooks: bool,
     namespaces: list[str],
     peering: str,
     standalone: bool,
@@ -149,8 +167,9 @@ async def _run(
         reconciler = Reconciler(kube, services, render_config, post_event, CONCURRENCY)
         handled = HandledSpecs()
         registry = build_registry(
-            reconciler, kube, services.tks, render_config, unregistering, server is not None, handled, resync
-        )
+            reconciler, kube, services.tks, render_config, unregistering, server is not None, handled, resync,
+            keep_webhooks=shared_webhooks,
+        )  # fmt: skip
         kopf.on.login(registry=registry)(kopf.login_via_async_client)
         settings = kopf.OperatorSettings()
         configure(settings, server, handled)
@@ -165,16 +184,6 @@ async def _run(
             priority=priority,
             liveness_endpoint=liveness,
         )
-
-
-def _webhook_server(host: str, port: int, tls_dir: Path) -> kopf.WebhookServer:
-    """A webhook server on HOST:PORT with a certificate from a CA generated for this run."""
-    authority = CertificateAuthority.generate("teeplane-operator-webhook")
-    authority.issue_server([host]).write(tls_dir / "tls.crt", tls_dir / "tls.key")
-    return kopf.WebhookServer(
-        addr=host, port=port, host=host, certfile=tls_dir / "tls.crt", pkeyfile=tls_dir / "tls.key",
-        cadata=authority.cert_pem,
-    )  # fmt: skip
 
 
 def _placements(overrides: list[str]) -> dict[Tee, Placement]:

@@ -67,8 +67,10 @@ def build_registry(
     webhooks: bool,
     handled: HandledSpecs,
     resync: float = 300.0,
+    keep_webhooks: bool = False,
 ) -> kopf.OperatorRegistry:
-    """A Kopf registry with every handler of the operator."""
+    """A Kopf registry with every handler of the operator; `keep_webhooks`: the webhook configuration
+    names a Service that other replicas serve too, so it stays when this process stops."""
     registry = kopf.OperatorRegistry()
 
     async def reconcile(body: kopf.Body, **_: Any) -> None:
@@ -114,12 +116,15 @@ def build_registry(
         await reconciler.pod_changed(type or "ADDED", body)
 
     if webhooks:
-        _admission(registry, kube, tks, config)
+        _admission(registry, kube, tks, config, keep_webhooks)
     return registry
 
 
-def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, config: RenderConfig) -> None:
-    @kopf.on.validate(GROUP, VERSION, PLURAL, registry=registry, id="validate", operations=["CREATE", "UPDATE"])
+def _admission(
+    registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, config: RenderConfig, persistent: bool
+) -> None:
+    @kopf.on.validate(GROUP, VERSION, PLURAL, registry=registry, id="validate", operations=["CREATE", "UPDATE"],
+                      persistent=persistent)  # fmt: skip
     async def validate(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
         old = kwargs.get("old")
         if kwargs.get("operation") == "UPDATE" and old is not None and old.get("spec") == body.get("spec"):
@@ -132,7 +137,8 @@ def _admission(registry: kopf.OperatorRegistry, kube: Kube, tks: TksClient, conf
         except admission.WorkloadRefusedError as refused:
             raise kopf.AdmissionError(str(refused), code=422) from None
 
-    @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"])
+    @kopf.on.mutate(GROUP, VERSION, PLURAL, registry=registry, id="defaults", operations=["CREATE", "UPDATE"],
+                    persistent=persistent)  # fmt: skip
     async def defaults(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:  # async: no thread hop
         finalizers = list(body.metadata.get("finalizers") or [])
         if kwargs.get("operation") == "CREATE" and FINALIZER not in finalizers:

@@ -8,6 +8,7 @@ cached); a failing build fails these tests.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 from kube_cluster import kubeconfig  # noqa: F401
 from operator_stack import CHART, OPERATOR_NAMESPACE, REPO, Kubectl, install_chart
 
@@ -196,6 +198,18 @@ def test_render_has_the_shape_the_chart_promises(tools: Tools, values_files: dic
     assert "--baseline-signer-key=/etc/teeplane/baseline-trust/signer-0.pem" in args
     assert "--baseline-log-key=/etc/teeplane/baseline-trust/log.vkey" in args
     assert (trust["signer-0.pem"], trust["log.vkey"]) == (BASELINE_TRUST["signerKeys"][0], BASELINE_TRUST["logKey"])
+    # The webhook: one certificate for every replica, behind a Service the configuration names.
+    webhook = objects[("Service", "teeplane-operator-webhook")]["spec"]
+    assert webhook["selector"].items() <= operator["template"]["metadata"]["labels"].items()
+    assert [(p["port"], p["targetPort"]) for p in webhook["ports"]] == [(443, "webhook")]
+    assert "--webhook-service=teeplane-system/teeplane-operator-webhook" in args
+    assert "--webhook-tls-dir=/etc/teeplane/webhook-tls" in args
+    tls = {name: base64.b64decode(value) for name, value in
+           objects[("Secret", "teeplane-operator-webhook-tls")]["data"].items()}  # fmt: skip
+    served, authority = x509.load_pem_x509_certificate(tls["tls.crt"]), x509.load_pem_x509_certificate(tls["ca.crt"])
+    served.verify_directly_issued_by(authority)
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "teeplane-operator-webhook.teeplane-system.svc" in names.get_values_for_type(x509.DNSName)
     assert objects[("StatefulSet", "teeplane-bgs")]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "state"
     assert ("ServiceMonitor", "teeplane-ras") not in objects
     assert not any(kind == "RuntimeClass" for kind, _ in objects)

@@ -255,6 +255,9 @@ def test_operator_run_refuses_an_unpinned_image_and_bad_runtime_classes(tmp_path
                             cwd=tmp_path)  # fmt: skip
     assert not_a_ca.returncode == 2 and f"CA file {tmp_path / 'token'} holds no PEM certificate" in not_a_ca.stderr
     assert "Traceback" not in not_a_ca.stderr
+    shared = run_teeplane(*common, "--teeplane-image", TEEPLANE_IMAGE, "--webhook-service", "teeplane-system/hook",
+                          cwd=tmp_path)  # fmt: skip
+    assert shared.returncode == 2 and "--webhook-service needs --webhook-tls-dir" in shared.stderr.replace("\n", " ")
 
 
 def test_only_newer_versions_count_as_drift() -> None:
