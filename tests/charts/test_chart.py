@@ -24,6 +24,7 @@ from operator_stack import CHART, OPERATOR_NAMESPACE, REPO, Kubectl, install_cha
 
 from teeplane.baseline.keys import generate_signer, public_pem
 from teeplane.baseline.tlog.note import Signer as LogSigner
+from teeplane.operator.handlers import WEBHOOK_CONFIGURATION
 
 # A first build on 2 busy CPUs takes minutes.
 BUILD_TIMEOUT = 3600.0
@@ -210,6 +211,8 @@ def test_render_has_the_shape_the_chart_promises(tools: Tools, values_files: dic
     served.verify_directly_issued_by(authority)
     names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "teeplane-operator-webhook.teeplane-system.svc" in names.get_values_for_type(x509.DNSName)
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):  # the release owns them
+        assert objects[(kind, WEBHOOK_CONFIGURATION)]["webhooks"] == []  # the name the operator fills in
     assert objects[("StatefulSet", "teeplane-bgs")]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "state"
     assert ("ServiceMonitor", "teeplane-ras") not in objects
     assert not any(kind == "RuntimeClass" for kind, _ in objects)
