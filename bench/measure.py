@@ -39,7 +39,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(_HERE), str(_HERE.parent / "tests" / "support")]  # the shared helpers, the artifact builders
 from loadgen import cpu_model  # noqa: E402
 
-from teeplane.baseline.example import Firmware, Kernel, initdata, oci_layout  # noqa: E402
+from teeplane.baseline.example import IMAGE, Firmware, Kernel, initdata, oci_layout, recipe_data  # noqa: E402
 
 MIB = 1 << 20
 
@@ -88,19 +88,8 @@ def recipe(directory: Path) -> Path:
     write_large_file(directory / "initrd.img", 64 * MIB)
     (directory / "initdata.toml").write_bytes(initdata())
     oci_layout(directory / "app")
-    data = {
-        "tee": "tdx",
-        "firmware": {"source": "OVMF.fd"},
-        "kernel": {"source": "bzImage"},
-        "initrd": {"source": "initrd.img"},
-        "cmdline": "console=hvc0 root=/dev/vda1 rw",
-        "initdata": {"source": "initdata.toml"},
-        "images": [
-            {"ref": "registry.example/app@sha256:" + "ab" * 32},
-            {"name": "registry.example/app2", "oci_layout": {"source": "app"}},
-        ],
-        "layout": {"qemu": "9.1", "memory": "2G"},
-    }
+    images = [{"ref": IMAGE}, {"name": "registry.example/app2", "oci_layout": {"source": "app"}}]
+    data = recipe_data(cmdline="console=hvc0 root=/dev/vda1 rw", images=images)
     path = directory / "recipe.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
