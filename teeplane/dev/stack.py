@@ -22,6 +22,7 @@ from teeplane.dev.hack import cluster, cluster_running, etcd_binary, hack_dir
 from teeplane.dev.layout import Layout
 from teeplane.dev.ports import choose, load, save
 from teeplane.io import read_file
+from teeplane.tls import trusting
 
 STATE_ENV = "TEEPLANE_DEV_STATE"
 
@@ -165,7 +166,7 @@ def status(state_dir: Path) -> list[ComponentStatus]:
                 found.append(ComponentStatus(name, None, None, running=False, healthy=False))
             continue
         runs = supervisor.running(layout, name) is not None
-        healthy = runs and supervisor.healthy(record.health_url, layout.ca_file)
+        healthy = runs and supervisor.healthy(record.health_url, trusting(layout.ca_file))
         found.append(ComponentStatus(name, record.pid if runs else None, record.url, runs, healthy))
     if layout.cluster_dir.is_dir():
         found.append(_kubernetes(layout))

@@ -22,7 +22,7 @@ from teeplane.dev.errors import COMPONENT_FAILED, DevError
 from teeplane.dev.hack import tail
 from teeplane.dev.layout import Layout
 from teeplane.dev.materials import write
-from teeplane.tls import trusting
+from teeplane.tls import Verify, trusting
 
 READY_TIMEOUT = 90.0
 STOP_GRACE = 10.0
@@ -136,10 +136,10 @@ def _signal_groups(pids: list[int], sig: signal.Signals) -> None:
             os.killpg(pid, sig)
 
 
-def healthy(url: str, ca_file: Path, timeout: float = 2.0) -> bool:
-    """Whether `url` answers 200 (HTTPS verified against `ca_file`)."""
+def healthy(url: str, verify: Verify, timeout: float = 2.0) -> bool:
+    """Whether `url` answers 200 (HTTPS verified as `verify` says, e.g. `trusting(layout.ca_file)`)."""
     try:
-        return httpx.get(url, timeout=timeout, verify=trusting(ca_file)).status_code == 200
+        return httpx.get(url, timeout=timeout, verify=verify).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -149,9 +149,10 @@ def wait_ready(layout: Layout, records: list[Record], progress: Progress, timeou
     DevError naming it, with the tail of its log."""
     pending = list(records)
     deadline = time.monotonic() + timeout
+    verify = trusting(layout.ca_file)  # once, not at every poll
     while pending:
         for started in list(pending):
-            if healthy(started.health_url, layout.ca_file):
+            if healthy(started.health_url, verify):
                 progress(f"{started.name} ready at {started.url} (pid {started.pid})")
                 pending.remove(started)
             elif not alive(started.pid):
